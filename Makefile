@@ -1,0 +1,21 @@
+# perception: `make demo` runs the main job on built-in data, `make test` runs the suite.
+# Both install first (idempotent: a second `make install` takes seconds).
+PY := .venv/bin/python
+export PERCEPTION_WHEELHOUSE ?= $(if $(wildcard ../shared/wheelhouse),$(abspath ../shared/wheelhouse),)
+
+.PHONY: install demo test bench clean
+
+install:
+	bash tools/install.sh
+
+demo: install
+	$(PY) tools/demo.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) tools/benchmark.py --preset 6b-block --size 504 --dtype fp32 bf16 --backend math sdpa
+
+clean:
+	rm -rf work_dirs .pytest_cache

@@ -1,0 +1,131 @@
+"""Multi-head self-attention of InternViT with one switch for the kernel.
+
+The kernel is chosen in one place, :func:`resolve_attn_backend`:
+
+* ``'math'``: the readable reference (explicit ``softmax(q k^T * scale) v``, softmax in float32);
+* ``'sdpa'``: ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
+  kernels on CPU and CUDA);
+* ``'xformers'``: ``xformers.ops.memory_efficient_attention`` (CUDA only);
+* ``'auto'``: xformers when it is importable and the tensors are on CUDA, else SDPA.
+
+``attn_backend='auto'`` can be overridden by the environment variable ``PERCEPTION_ATTN``.
+Every path uses the same parameters (``qkv``, ``q_norm``, ``k_norm``, ``proj``), so one
+checkpoint loads whichever kernel runs.
+"""
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norm import RMSNorm
+
+ATTN_BACKENDS = ('auto', 'xformers', 'sdpa', 'math')
+
+
+@functools.lru_cache(maxsize=None)
+def _xformers_ops():
+    try:
+        import xformers.ops as xops  # noqa: F401
+    except Exception:  # ImportError, or a broken build that fails on import
+        return None
+    return xops
+
+
+def xformers_available() -> bool:
+    return _xformers_ops() is not None
+
+
+def check_attn_backend(name: str) -> str:
+    if name not in ATTN_BACKENDS:
+        raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {name!r}')
+    return name
+
+
+def requested_attn_backend(attn_backend: str = 'auto') -> str:
+    """The backend asked for: the argument, or ``$PERCEPTION_ATTN`` when the argument is 'auto'."""
+    check_attn_backend(attn_backend)
+    if attn_backend == 'auto':
+        env = os.environ.get('PERCEPTION_ATTN', '').strip().lower()
+        if env:
+            if env not in ATTN_BACKENDS:
+                raise ValueError(f'PERCEPTION_ATTN must be one of {ATTN_BACKENDS}, got {env!r}')
+            return env
+    return attn_backend
+
+
+def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
+    """The kernel that runs for ``attn_backend`` on ``device``: 'xformers', 'sdpa' or 'math'.
+
+    Raises instead of falling back silently when an explicitly requested kernel cannot run.
+    """
+    name = requested_attn_backend(attn_backend)
+    dev = torch.device(device).type
+    if name == 'auto':
+        return 'xformers' if dev == 'cuda' and xformers_available() else 'sdpa'
+    if name == 'xformers':
+        if not xformers_available():
+            raise RuntimeError("attn_backend='xformers' but xformers is not importable: "
+                               "pip install 'perception[xformers]' or use 'sdpa'")
+        if dev not in ('cuda', 'meta'):
+            raise RuntimeError(f"attn_backend='xformers' needs CUDA tensors (xformers has no {dev} "
+                               "kernels); use 'sdpa' or 'auto'")
+    return name
+
+
+class Attention(nn.Module):
+    """InternViT attention: fused qkv, optional q/k RMSNorm over the FULL width, output proj.
+
+    q and k are normalised as ``[B, N, heads * head_dim]`` tensors with weights of size
+    ``dim`` before the heads are split (timm's per-head ``qk_norm`` is a different operation).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, qk_normalization: bool = True,
+                 norm_eps: float = 1e-6, attn_backend: str = 'auto'):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embed_dims {dim} is not divisible by num_heads {num_heads}')
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.attn_backend = check_attn_backend(attn_backend)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qk_normalization = qk_normalization
+        if qk_normalization:
+            self.q_norm = RMSNorm(dim, eps=norm_eps)
+            self.k_norm = RMSNorm(dim, eps=norm_eps)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).view(B, N, 3, C)
+        q, k, v = qkv.unbind(2)  # [B, N, C] each
+        if self.qk_normalization:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+        backend = resolve_attn_backend(self.attn_backend, x.device)
+        H, D = self.num_heads, self.head_dim
+        # A common dtype for the kernels (RMSNorm's fp32 weight can promote q/k under autocast).
+        dtype = v.dtype
+        q, k = q.to(dtype), k.to(dtype)
+        if backend == 'xformers':
+            out = _xformers_ops().memory_efficient_attention(
+                q.view(B, N, H, D), k.view(B, N, H, D), v.reshape(B, N, H, D), scale=self.scale)
+            out = out.reshape(B, N, C)
+        else:
+            q = q.view(B, N, H, D).transpose(1, 2)
+            k = k.view(B, N, H, D).transpose(1, 2)
+            v = v.reshape(B, N, H, D).transpose(1, 2)
+            if backend == 'sdpa':
+                out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            else:
+                attn = (q * self.scale) @ k.transpose(-2, -1)
+                attn = attn.float().softmax(dim=-1).to(v.dtype)
+                out = attn @ v
+            out = out.transpose(1, 2).reshape(B, N, C)
+        return self.proj(out)
+
+    def extra_repr(self) -> str:
+        return f'heads={self.num_heads}, head_dim={self.head_dim}, attn_backend={self.attn_backend!r}'

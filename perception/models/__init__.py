@@ -1,0 +1,8 @@
+"""OpenMMLab models of perception; importing this registers them in mmseg's and mmpretrain's MODELS."""
+from .internvit import InternViT
+from .pyramid import InternViTPyramid
+from .registry import register_all
+
+register_all()
+
+__all__ = ['InternViT', 'InternViTPyramid']

@@ -1,0 +1,91 @@
+"""InternViT as an OpenMMLab backbone (mmsegmentation 1.x and mmpretrain ``MODELS``)."""
+from typing import Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from ..layers.vision_transformer import InternVisionTransformer
+
+
+class InternViT(InternVisionTransformer, BaseModule):
+    """InternViT-6B / 300M backbone.
+
+    Args:
+        arch: preset name ('6b', '6b-448px-v1.5', '6b-448px-v2.5', '300m') or a dict with the keys
+            ``embed_dims, num_layers, num_heads, feedforward_channels, norm_type, qk_normalization,
+            qkv_bias, patch_size, img_size`` and optional ``layer_scale_init`` (0.1), ``norm_eps`` (1e-6).
+        out_indices: blocks whose outputs are returned (0-based; negative counts from the end).
+        attn_backend: 'auto' | 'xformers' | 'sdpa' | 'math' ('auto' honours ``$PERCEPTION_ATTN``).
+        drop_path_rate: stochastic depth of the last block (linear from 0).
+        with_cp: activation checkpointing per block while training.
+        frozen: no trainable parameters, forward without autograd, always in eval mode.
+        output_cls_token: each output is ``[feature_map, cls_token]`` instead of the map alone.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads any released InternViT file.
+
+    ``forward(x)`` returns a tuple of ``[B, C, H/p, W/p]`` maps, one per ``out_indices`` entry.
+    """
+
+    def __init__(self, arch: Union[str, dict] = '6b', out_indices: Union[int, Sequence[int]] = (-1,),
+                 attn_backend: str = 'auto', drop_path_rate: float = 0., with_cp: bool = False,
+                 frozen: bool = False, output_cls_token: bool = False, init_cfg: Optional[dict] = None):
+        BaseModule.__init__(self, init_cfg=init_cfg)
+        self._build(arch, drop_path_rate, with_cp, attn_backend)
+        self.out_indices = tuple(self.normalize_indices(out_indices))
+        if not self.out_indices:
+            raise ValueError('out_indices is empty')
+        self.output_cls_token = output_cls_token
+        self.frozen = frozen
+        if frozen:
+            self.freeze()
+
+    def freeze(self):
+        self.frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode and not self.frozen)
+        return self
+
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_pretrained_into  # imported lazily: loaders pull safetensors etc.
+            load_pretrained_into(self, self.init_cfg['checkpoint'],
+                                 prefix=self.init_cfg.get('prefix'))
+            self._is_init = True
+        elif self.init_cfg is None:
+            if not any(p.is_meta for p in self.parameters()):
+                self.init_random_weights()
+            self._is_init = True
+        else:
+            super().init_weights()
+        if self.frozen:
+            self.freeze()
+
+    def forward(self, x: torch.Tensor):
+        if self.frozen:
+            with torch.no_grad():
+                return self._forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor):
+        outs, (h, w) = self.forward_layers(x, self.out_indices)
+        res = []
+        for i in self.out_indices:
+            t = outs[i]
+            fmap = t[:, 1:].reshape(t.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
+            res.append([fmap, t[:, 0]] if self.output_cls_token else fmap)
+        return tuple(res)
+
+    def get_intermediate_layers(self, x, n=1, reshape=False, return_class_token=False):
+        if self.frozen:
+            with torch.no_grad():
+                return super().get_intermediate_layers(x, n, reshape, return_class_token)
+        return super().get_intermediate_layers(x, n, reshape, return_class_token)
+
+    def log_backend(self, device=None):
+        print_log(f'InternViT: {self.num_layers} layers x {self.embed_dims}, attention backend '
+                  f'{self.resolved_attn_backend(device)!r} (requested {self.attn_backend!r})',
+                  logger='current')
