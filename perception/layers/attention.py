@@ -74,6 +74,26 @@ def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
     return name
 
 
+def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                     backend: str) -> torch.Tensor:
+    """``softmax(q k^T * scale) v`` for ``[B, N, heads, head_dim]`` tensors, returned in that layout.
+
+    ``backend`` is a resolved kernel: 'xformers', 'sdpa' or 'math' (softmax in float32).
+    """
+    if backend == 'xformers':
+        return _xformers_ops().memory_efficient_attention(q, k, v, scale=scale)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if backend == 'sdpa':
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    elif backend == 'math':
+        attn = (q * scale) @ k.transpose(-2, -1)
+        attn = attn.float().softmax(dim=-1).to(v.dtype)
+        out = attn @ v
+    else:
+        raise ValueError(f'attention_kernel: backend must be resolved to xformers/sdpa/math, got {backend!r}')
+    return out.transpose(1, 2)
+
+
 class Attention(nn.Module):
     """InternViT attention: fused qkv, optional q/k RMSNorm over the FULL width, output proj.
 
@@ -106,25 +126,12 @@ class Attention(nn.Module):
             q = self.q_norm(q)
             k = self.k_norm(k)
         backend = resolve_attn_backend(self.attn_backend, x.device)
-        H, D = self.num_heads, self.head_dim
         # A common dtype for the kernels (RMSNorm's fp32 weight can promote q/k under autocast).
         dtype = v.dtype
-        q, k = q.to(dtype), k.to(dtype)
-        if backend == 'xformers':
-            out = _xformers_ops().memory_efficient_attention(
-                q.view(B, N, H, D), k.view(B, N, H, D), v.reshape(B, N, H, D), scale=self.scale)
-            out = out.reshape(B, N, C)
-        else:
-            q = q.view(B, N, H, D).transpose(1, 2)
-            k = k.view(B, N, H, D).transpose(1, 2)
-            v = v.reshape(B, N, H, D).transpose(1, 2)
-            if backend == 'sdpa':
-                out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-            else:
-                attn = (q * self.scale) @ k.transpose(-2, -1)
-                attn = attn.float().softmax(dim=-1).to(v.dtype)
-                out = attn @ v
-            out = out.transpose(1, 2).reshape(B, N, C)
+        H, D = self.num_heads, self.head_dim
+        out = attention_kernel(q.to(dtype).view(B, N, H, D), k.to(dtype).view(B, N, H, D),
+                               v.reshape(B, N, H, D), self.scale, backend)
+        out = out.reshape(B, N, C)
         return self.proj(out)
 
     def extra_repr(self) -> str:
