@@ -63,3 +63,55 @@ def run_backbone_demo(config: str, image: Optional[str] = None, size=(224, 308),
                     f'std {f.float().std():.4f}')
     logger.info(f'forward {dt * 1000:.1f} ms ({"bf16 autocast" if amp else "fp32"})')
     return feats
+
+
+DEMO_CONFIG = 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py'
+
+
+def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo',
+                          data_root: str = 'data/demo_shapes', seed: int = 0, num_overlays: int = 6,
+                          cfg_options: Optional[dict] = None) -> dict:
+    """``make demo``: generate the shapes dataset, train a tiny InternViT + UperNet on CPU, evaluate,
+    write overlays of a few validation images and the learning curve, return the metrics."""
+    import json
+    import os
+    import os.path as osp
+    import shutil
+
+    from .apis import train
+    from .datasets.demo_data import make_demo_dataset
+    from .inference import init_segmentor, segment_images
+    from .visualization import find_scalars, plot_learning_curve
+    logger = MMLogger.get_instance('perception', log_level='INFO')
+    t0 = time.perf_counter()
+    meta = osp.join(data_root, 'meta.json')
+    if not (osp.isfile(meta) and json.load(open(meta)).get('seed') == seed):
+        shutil.rmtree(data_root, ignore_errors=True)
+        make_demo_dataset(data_root, seed=seed)
+        logger.info(f'generated the demo dataset in {data_root}')
+    opts = {'train_dataloader.dataset.data_root': data_root, 'val_dataloader.dataset.data_root': data_root,
+            'test_dataloader.dataset.data_root': data_root}
+    opts.update(cfg_options or {})
+    runner = train(config, work_dir=work_dir, cfg_options=opts)
+    hub = runner.message_hub
+    if runner.val_loop is not None and runner.iter % runner.train_loop.val_interval == 0 \
+            and 'val/mIoU' in hub.log_scalars:
+        metrics = {k[len('val/'):]: v.current() for k, v in hub.log_scalars.items() if k.startswith('val/')}
+    else:  # the last iteration was not validated: do it now
+        metrics = runner.val_loop.run() if runner.val_loop is not None else {}
+    ckpt = osp.join(work_dir, f'iter_{runner.iter}.pth')
+    model = init_segmentor(config, ckpt, cfg_options=opts)
+    val_imgs = sorted(os.listdir(osp.join(data_root, 'images', 'validation')))[:num_overlays]
+    out_dir = osp.join(work_dir, 'overlays')
+    segment_images(model, [osp.join(data_root, 'images', 'validation', f) for f in val_imgs], out_dir,
+                   progress=False)
+    curve = osp.join(work_dir, 'learning_curve.png')
+    scalars = find_scalars(runner.log_dir)
+    if scalars:
+        plot_learning_curve(scalars, curve, title='demo: tiny InternViT + UperNet on generated shapes')
+    elapsed = time.perf_counter() - t0
+    miou = float(metrics.get('mIoU', float('nan')))
+    logger.info(f'demo finished in {elapsed / 60:.1f} min: validation mIoU {miou:.2f} '
+                f'(aAcc {float(metrics.get("aAcc", float("nan"))):.2f}); overlays in {out_dir}, learning curve '
+                f'{curve}, checkpoint {ckpt}')
+    return dict(metrics=metrics, elapsed_s=elapsed, overlays=out_dir, curve=curve, checkpoint=ckpt)

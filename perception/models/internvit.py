@@ -22,14 +22,21 @@ class InternViT(InternVisionTransformer, BaseModule):
         frozen: no trainable parameters, forward without autograd, always in eval mode.
         output_cls_token: each output is ``[feature_map, cls_token]`` instead of the map alone.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads any released InternViT file.
+        img_size: overrides the arch's pretraining size, i.e. the grid ``pos_embed`` is kept at (a
+            checkpoint at another grid is resampled once at load). InternVL's tuned segmentors train a
+            36x36 grid: ``img_size=504``.
 
     ``forward(x)`` returns a tuple of ``[B, C, H/p, W/p]`` maps, one per ``out_indices`` entry.
     """
 
     def __init__(self, arch: Union[str, dict] = '6b', out_indices: Union[int, Sequence[int]] = (-1,),
                  attn_backend: str = 'auto', drop_path_rate: float = 0., with_cp: bool = False,
-                 frozen: bool = False, output_cls_token: bool = False, init_cfg: Optional[dict] = None):
+                 frozen: bool = False, output_cls_token: bool = False, init_cfg: Optional[dict] = None,
+                 img_size: Optional[int] = None):
         BaseModule.__init__(self, init_cfg=init_cfg)
+        if img_size is not None:  # the position-embedding grid, e.g. 504 for InternVL's tuned segmentors
+            from ..layers.vision_transformer import parse_arch
+            arch = dict(parse_arch(arch), img_size=int(img_size))
         self._build(arch, drop_path_rate, with_cp, attn_backend)
         self.out_indices = tuple(self.normalize_indices(out_indices))
         if not self.out_indices:

@@ -15,6 +15,8 @@ def _registries():
 
 
 def register_all():
+    """Models in mmseg's and mmpretrain's MODELS; heads, datasets, transforms, hooks and optimizer
+    constructors in mmseg's/mmengine's registries."""
     global _DONE
     if _DONE:
         return
@@ -22,6 +24,22 @@ def register_all():
     from .pyramid import InternViTPyramid
     for reg in _registries():
         for cls in (InternViT, InternViTPyramid):
-            if reg.get(cls.__name__) is not cls and cls.__name__ not in reg.module_dict:
+            if cls.__name__ not in reg.module_dict:
                 reg.register_module(module=cls)
+    try:
+        import mmseg.registry  # noqa: F401
+    except ImportError:
+        _DONE = True
+        return
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    from ..datasets import ade
+    from ..engine import hooks, layer_decay, optim_wrapper
+    from .heads import LinearProbeHead
+    if 'LinearProbeHead' not in SEG_MODELS.module_dict:
+        SEG_MODELS.register_module(module=LinearProbeHead)
+    ade.register()
+    hooks.register()
+    layer_decay.register()
+    optim_wrapper.register()
     _DONE = True

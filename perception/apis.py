@@ -1,0 +1,115 @@
+"""Train / test entry points over mmengine's Runner (what ``tools/train.py`` and ``tools/test.py`` call)."""
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the CLIs)
+from mmengine.logging import print_log
+
+
+def _replace_syncbn(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == 'type' and v == 'SyncBN':
+                obj[k] = 'BN'
+            else:
+                _replace_syncbn(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _replace_syncbn(v)
+
+
+def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp32: bool = False,
+                   cfg_options: Optional[dict] = None, launcher: str = 'none') -> Config:
+    """Load a config and adapt it to this machine (CPU: gloo, BN instead of SyncBN, bf16 autocast
+    through ``BF16OptimWrapper`` since mmengine's AmpOptimWrapper needs CUDA)."""
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename or 'config'))[0])
+    cuda = torch.cuda.is_available()
+    ow = cfg.get('optim_wrapper')
+    if ow is not None:
+        if fp32:
+            ow['type'] = 'OptimWrapper'
+            for k in ('dtype', 'loss_scale'):
+                ow.pop(k, None)
+        elif amp and ow.get('type') in (None, 'OptimWrapper'):
+            ow['type'] = 'AmpOptimWrapper'
+            ow['dtype'] = 'bfloat16'
+        if ow.get('type') == 'AmpOptimWrapper' and not cuda:
+            ow['type'] = 'BF16OptimWrapper'
+            ow.pop('loss_scale', None)
+            ow['dtype'] = 'bfloat16'
+            print_log('no CUDA: bf16 autocast through BF16OptimWrapper (AmpOptimWrapper needs a GPU)',
+                      logger='current')
+    if not cuda:
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cfg.env_cfg['cudnn_benchmark'] = False
+        # SyncBatchNorm has no CPU implementation: per-process BatchNorm instead (statistics of the
+        # local batch; GPU runs keep SyncBN)
+        _replace_syncbn(cfg.get('model', {}))
+        if launcher != 'none':
+            wrapper = cfg.get('model_wrapper_cfg') or {}
+            wrapper.setdefault('type', 'MMDistributedDataParallel')
+            wrapper['device_ids'] = None
+            cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def _init_cpu_dist(launcher: str):
+    """mmengine's init_dist calls torch.cuda.set_device; on CPU start gloo ourselves."""
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+def build_runner(cfg: Config):
+    import perception  # noqa: F401  (registration)
+    from mmengine.runner import Runner
+    _init_cpu_dist(cfg.get('launcher', 'none'))
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = False, fp32: bool = False,
+          cfg_options: Optional[dict] = None, launcher: str = 'none'):
+    """Train a config; returns the Runner. ``resume``: True (latest in work_dir) or a checkpoint path."""
+    cfg = prepare_config(config, work_dir, amp, fp32, cfg_options, launcher)
+    if resume is True or resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume:
+        cfg.resume = True
+        cfg.load_from = resume
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+         launcher: str = 'none', show_dir: Optional[str] = None, out: Optional[str] = None):
+    """Evaluate a checkpoint (this project's, or an InternVL ADE20K release) strictly; returns metrics."""
+    from .segmentation.checkpoint import load_segmentor_checkpoint
+    cfg = prepare_config(config, work_dir, False, False, cfg_options, launcher)
+    cfg.load_from = None
+    if show_dir:
+        vis = cfg.default_hooks.setdefault('visualization', dict(type='SegVisualizationHook'))
+        vis['draw'] = True
+        vis['interval'] = 1
+        cfg.visualizer['save_dir'] = show_dir
+    if out:
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+    runner = build_runner(cfg)
+    load_segmentor_checkpoint(runner.model, checkpoint)
+    return runner.test()

@@ -1,0 +1,1 @@
+"""Datasets and transforms (registered in mmseg's registries by ``perception.segmentation``)."""

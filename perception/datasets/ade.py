@@ -1,0 +1,99 @@
+"""ADE20K-layout datasets with clear errors, few-shot subsets, and the demo dataset."""
+import os
+import os.path as osp
+from typing import List, Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmseg.datasets import ADE20KDataset
+
+from .demo_data import CLASSES as DEMO_CLASSES
+from .demo_data import PALETTE as DEMO_PALETTE
+
+
+def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
+    """The reference's few-shot rule: a seeded shuffle, then the first ``len // divisor`` items
+    (20210 // N for ADE20K). Deterministic for a given item order and seed."""
+    if divisor < 1:
+        raise ValueError(f'few-shot divisor must be >= 1, got {divisor}')
+    order = np.random.RandomState(seed).permutation(len(items))
+    keep = max(1, len(items) // divisor)
+    return [items[i] for i in order[:keep]]
+
+
+class PerceptionADE20KDataset(ADE20KDataset):
+    """mmseg's ``ADE20KDataset`` (150 classes, ``reduce_zero_label=True``) with:
+
+    * a clear error naming the folder when the image or annotation folder is missing, and naming the
+      image when its annotation is missing;
+    * ``few_shot_divisor=N``: keep a seeded-shuffle subset of ``len // N`` images (few-shot runs);
+      the chosen files are in ``self.subset_files`` (``FewShotSubsetHook`` saves them in the work dir).
+    """
+
+    def __init__(self, few_shot_divisor: Optional[int] = None, few_shot_seed: int = 0, **kwargs):
+        self.few_shot_divisor = few_shot_divisor
+        self.few_shot_seed = few_shot_seed
+        self.subset_files: Optional[List[str]] = None
+        super().__init__(**kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        img_dir = self.data_prefix.get('img_path', '')
+        ann_dir = self.data_prefix.get('seg_map_path', '')
+        for what, d in (('image', img_dir), ('annotation', ann_dir)):
+            if d and not osp.isdir(d):
+                raise FileNotFoundError(f'{type(self).__name__}: {what} folder not found: {d} '
+                                        f'(data_root={self.data_root!r})')
+        data_list = super().load_data_list()
+        if not data_list:
+            raise FileNotFoundError(f'{type(self).__name__}: no *{self.img_suffix} images in {img_dir}')
+        for d in data_list:
+            seg = d.get('seg_map_path')
+            if seg and not osp.isfile(seg):
+                raise FileNotFoundError(f'annotation missing for image {d["img_path"]}: expected {seg}')
+        if self.few_shot_divisor:
+            data_list = few_shot_subset(data_list, int(self.few_shot_divisor), self.few_shot_seed)
+            self.subset_files = [osp.relpath(d['img_path'], img_dir) for d in data_list]
+        return data_list
+
+
+class DemoShapesDataset(PerceptionADE20KDataset):
+    """The generated demo dataset (``tools/make_demo_data.py``): 6 shape/texture classes."""
+    METAINFO = dict(classes=DEMO_CLASSES, palette=[list(p) for p in DEMO_PALETTE])
+
+
+class CheckSegMap(BaseTransform):
+    """Validate a loaded annotation against its image: same size, labels in ``[0, num_classes)`` or
+    ``ignore_index``. Errors name the annotation file. Put it right after ``LoadAnnotations``."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        seg = results['gt_seg_map']
+        path = results.get('seg_map_path', '?')
+        ori = results.get('ori_shape') or results['img'].shape[:2]
+        if tuple(seg.shape[:2]) != tuple(ori[:2]):
+            raise ValueError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} but its image '
+                             f'{results.get("img_path", "?")} is {ori[1]}x{ori[0]} (W x H)')
+        bad = (seg >= self.num_classes) & (seg != self.ignore_index)
+        if bad.any():
+            vals = sorted(set(np.unique(seg[bad]).tolist()))[:10]
+            raise ValueError(f'annotation {path} has label values {vals} outside [0, {self.num_classes}) '
+                             f'and != ignore index {self.ignore_index} (after reduce_zero_label)')
+        return results
+
+    def __repr__(self):
+        return f'{type(self).__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'
+
+
+def register():
+    from mmseg.registry import DATASETS, TRANSFORMS
+
+    from .transforms import ResizeShortSide
+    for cls in (PerceptionADE20KDataset, DemoShapesDataset):
+        if cls.__name__ not in DATASETS.module_dict:
+            DATASETS.register_module(module=cls)
+    for cls in (CheckSegMap, ResizeShortSide):
+        if cls.__name__ not in TRANSFORMS.module_dict:
+            TRANSFORMS.register_module(module=cls)

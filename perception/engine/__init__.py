@@ -1,0 +1,1 @@
+"""Training machinery: layer-wise lr decay, bf16 optimizer wrapper, hooks."""

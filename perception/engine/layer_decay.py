@@ -1,0 +1,102 @@
+"""Layer-wise learning-rate decay for InternViT segmentors (mmengine optimizer-wrapper constructor).
+
+mmseg's own ``LayerDecayOptimizerConstructor`` knows BEiT/ConvNeXt/MAE parameter names only. The
+InternVL rule, as published and as executed:
+
+* layer id 0 for ``backbone.cls_token``, ``backbone.pos_embed`` and ``backbone.patch_embed.*``;
+  id ``i + 1`` for ``backbone.blocks.i.*``; ``num_layers + 1`` for everything else (pyramid, heads);
+* lr scale ``decay_rate ** (num_layers + 1 - id)`` (48 layers, 0.95: embeddings 0.95^49 = 0.081,
+  block 47 0.95, heads 1.0);
+* weight decay 0 for 1-D parameters and biases. The reference meant to exempt ``pos_embed`` and
+  ``cls_token`` too but compared bare names with prefixed ones, so as executed they keep the weight
+  decay: ``exempt_pos_embed_cls_token=False`` (default) reproduces that, ``True`` the intent.
+
+Parameter names may carry wrapper prefixes (``module.``, FSDP's ``_fsdp_wrapped_module.``,
+checkpoint wrappers); they are stripped before matching, so the rule survives DDP/FSDP wrapping.
+"""
+import re
+from typing import List, Optional
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor
+
+_WRAPPERS = re.compile(r'(^|\.)(module|_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)(?=\.)')
+
+
+def clean_param_name(name: str) -> str:
+    """Strip DDP / FSDP / checkpoint-wrapper / torch.compile prefixes from a parameter name."""
+    out = _WRAPPERS.sub('', name)
+    return out.lstrip('.')
+
+
+def layer_id_for(name: str, num_layers: int) -> int:
+    name = clean_param_name(name)
+    if name in ('backbone.cls_token', 'backbone.pos_embed', 'backbone.mask_token') \
+            or name.startswith('backbone.patch_embed.'):
+        return 0
+    m = re.match(r'^backbone\.blocks\.(\d+)\.', name)
+    if m:
+        return int(m.group(1)) + 1
+    return num_layers + 1
+
+
+def no_weight_decay(name: str, param, exempt_pos_embed_cls_token: bool = False) -> bool:
+    name = clean_param_name(name)
+    if param.ndim == 1 or name.endswith('.bias'):
+        return True
+    if exempt_pos_embed_cls_token and name in ('backbone.pos_embed', 'backbone.cls_token'):
+        return True
+    return False
+
+
+class InternViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.95), optional ``num_layers`` (default: the
+    backbone's), ``exempt_pos_embed_cls_token`` (default False, as the reference executed)."""
+
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs):
+        cfg = dict(self.paramwise_cfg or {})
+        rate = float(cfg.get('layer_decay_rate', 1.0))
+        num_layers = cfg.get('num_layers')
+        if num_layers is None:
+            backbone = getattr(getattr(module, 'module', module), 'backbone', None)
+            num_layers = getattr(backbone, 'num_layers', None)
+            if num_layers is None:
+                raise ValueError('InternViTLayerDecayOptimWrapperConstructor: set paramwise_cfg.num_layers '
+                                 '(the model has no backbone.num_layers)')
+        exempt = bool(cfg.get('exempt_pos_embed_cls_token', False))
+        base_lr = self.base_lr
+        base_wd = self.base_wd or 0.0
+        groups = {}
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            lid = layer_id_for(name, num_layers)
+            nowd = no_weight_decay(name, param, exempt)
+            key = (lid, nowd)
+            if key not in groups:
+                scale = rate ** (num_layers + 1 - lid)
+                groups[key] = dict(params=[], lr=base_lr * scale, weight_decay=0.0 if nowd else base_wd,
+                                   lr_scale=scale, layer_id=lid, param_names=[])
+            groups[key]['params'].append(param)
+            groups[key]['param_names'].append(name)
+        for key in sorted(groups):
+            g = groups[key]
+            g.pop('param_names')
+            params.append(g)
+        print_log(f'layer-wise lr decay: rate {rate}, {num_layers} layers, {len(groups)} parameter groups, '
+                  f'pos_embed/cls_token weight decay {"exempt" if exempt else "kept (as executed)"}',
+                  logger='current')
+
+
+def register():
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as ENGINE
+    regs = [ENGINE]
+    try:
+        from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG
+        regs.append(SEG)
+    except ImportError:
+        pass
+    for reg in regs:
+        if 'InternViTLayerDecayOptimWrapperConstructor' not in reg.module_dict:
+            reg.register_module(module=InternViTLayerDecayOptimWrapperConstructor)

@@ -1,0 +1,70 @@
+"""Load segmentor checkpoints strictly: InternVL's ADE20K releases (format C) and this project's own.
+
+InternVL keeps the pyramid inside the backbone (``backbone.up1..up4``); here it is the neck
+(``neck.up1..up4``). Frozen releases hold no ViT weights: the ViT then comes from the backbone's
+``init_cfg`` checkpoint (format A), and every key of both files must be accounted for.
+"""
+import re
+from typing import Dict, Optional
+
+import torch
+from mmengine.logging import print_log
+
+from ..checkpoint.errors import CheckpointError, list_keys
+from ..checkpoint.formats import _strip_common
+from ..checkpoint.loader import load_pretrained_into, open_checkpoint
+from ..layers.pos_embed import resample_abs_pos_embed
+
+_PYRAMID = re.compile(r'^backbone\.(up[1-4]\..+)$')
+
+
+def convert_segmentor_state(sd: Dict) -> Dict:
+    """Pure: InternVL mmseg-0.x segmentor keys -> this project's segmentor keys."""
+    sd = _strip_common(sd, 'module.')
+    out = {}
+    for k, v in sd.items():
+        m = _PYRAMID.match(k)
+        out['neck.' + m.group(1) if m else k] = v
+    return out
+
+
+def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = None):
+    """Strictly load ``path`` into an mmseg segmentor built by this project.
+
+    When the file holds no ``backbone.*`` weights (a frozen release), the backbone is loaded from
+    ``backbone_checkpoint`` (default: the backbone's ``init_cfg`` Pretrained checkpoint), strictly too.
+    """
+    model = getattr(model, 'module', model)
+    src = open_checkpoint(path)
+    sd = convert_segmentor_state(src.tensors)
+    skip = None
+    if not any(k.startswith('backbone.') for k in sd):
+        ckpt = backbone_checkpoint or (getattr(model.backbone, 'init_cfg', None) or {}).get('checkpoint')
+        if not ckpt:
+            raise CheckpointError(f'{path} holds no backbone weights (a frozen release) and the config names '
+                                  'no backbone checkpoint: set model.backbone.init_cfg=dict(type="Pretrained", '
+                                  'checkpoint=...) to the ViT file (format A)')
+        load_pretrained_into(model.backbone, ckpt)
+        skip = 'backbone.'
+    state = model.state_dict()
+    missing = sorted(k for k in state if k not in sd and not (skip and k.startswith(skip)))
+    unexpected = sorted(k for k in sd if k not in state)
+    bad = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(state[k].shape)}' for k in sd
+           if k in state and tuple(sd[k].shape) != tuple(state[k].shape) and k != 'backbone.pos_embed']
+    if missing or unexpected or bad:
+        parts = ([f'missing keys: {list_keys(missing)}'] if missing else []) + \
+                ([f'unexpected keys: {list_keys(unexpected)}'] if unexpected else []) + \
+                (['shape mismatch: ' + '; '.join(bad[:8])] if bad else [])
+        raise CheckpointError(f'{path} does not fit the segmentor:\n  ' + '\n  '.join(parts))
+    with torch.no_grad():
+        for k, lt in sd.items():
+            t = lt.load()
+            if k == 'backbone.pos_embed' and tuple(t.shape) != tuple(state[k].shape):
+                t = resample_abs_pos_embed(t, model.backbone.pretrain_grid)
+            state[k].copy_(t)
+            lt.release()
+    if hasattr(model.backbone, '_pos_cache'):
+        model.backbone._pos_cache.clear()
+    print_log(f'loaded segmentor checkpoint {path} ({len(sd)} tensors'
+              + (', backbone from its own file)' if skip else ')'), logger='current')
+    return model

@@ -1,0 +1,36 @@
+"""Evaluate a segmentor checkpoint: this project's, or one of InternVL's ADE20K releases (format C).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--out DIR]
+                                           [--cfg-options k=v ...] [--launcher none|pytorch]
+
+Loading is strict. A frozen InternVL release holds only heads and pyramid: the ViT comes from the
+config's ``model.backbone.init_cfg`` checkpoint (format A); every key of both files is accounted for.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.apis import DictAction, test  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('--work-dir')
+    p.add_argument('--show-dir', help='write prediction overlays here')
+    p.add_argument('--out', help='write label maps here')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                   launcher=args.launcher, show_dir=args.show_dir, out=args.out)
+    print({k: round(float(v), 2) for k, v in (metrics or {}).items()})
+
+
+if __name__ == '__main__':
+    main()

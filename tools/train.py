@@ -1,0 +1,42 @@
+"""Train a segmentor (or classifier) from an mmseg-style config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp | --fp32]
+                                 [--cfg-options k=v ...] [--launcher none|pytorch]
+
+Distributed: tools/dist_train.sh CONFIG NUM_PROCS (torchrun; gloo on CPU, nccl on GPUs).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.apis import DictAction, train  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('--work-dir', help='where logs and checkpoints go (default ./work_dirs/<config name>)')
+    p.add_argument('--resume', nargs='?', const='auto', default=None,
+                   help='resume from CKPT, or from the latest checkpoint in the work dir when no path is given')
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--amp', action='store_true', help='bf16 mixed precision (autocast; CPU or GPU)')
+    g.add_argument('--fp32', action='store_true', help='force fp32 even if the config asks for AMP')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, xxx=yyy')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
+          cfg_options=args.cfg_options, launcher=args.launcher)
+
+
+if __name__ == '__main__':
+    main()
