@@ -390,3 +390,29 @@ def test_demo_pipeline_writes_overlays_and_curve(demo_data, tmp_path):
     assert sorted(os.listdir(res['overlays'])) == ['demo_v00000_label.png', 'demo_v00000_overlay.jpg',
                                                    'demo_v00001_label.png', 'demo_v00001_overlay.jpg']
     assert open(res['curve'], 'rb').read(4) == b'\x89PNG'
+
+
+def test_segmentor_init_cfg_pretrained_loads_release_strictly(tmp_path):
+    """init_cfg Pretrained on the whole segmentor: the frozen release's heads + the ViT from format A."""
+    import perception  # noqa: F401
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    vit, heads = _released_c(tmp_path, 'linear')
+
+    def build(ckpt):
+        return MODELS.build(dict(
+            type='EncoderDecoder', data_preprocessor=dict(type='SegDataPreProcessor'),
+            init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)),
+            backbone=dict(type='InternViT', arch=TINY, out_indices=(2, ), frozen=True,
+                          init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'vit.pth'))),
+            decode_head=dict(type='LinearProbeHead', in_channels=64, channels=64, in_index=0, dropout_ratio=0.0,
+                             num_classes=5, norm_cfg=dict(type='BN'), align_corners=False),
+            test_cfg=dict(mode='whole')))
+    model = build(tmp_path / 'release.pth')
+    model.init_weights()
+    sd = model.state_dict()
+    assert torch.equal(sd['decode_head.conv_seg.weight'], heads['decode_head.conv_seg.weight'])
+    assert torch.equal(sd['backbone.blocks.1.mlp.fc1.weight'], vit['blocks.1.mlp.fc1.weight'])
+    torch.save({'state_dict': dict(heads, **{'decode_head.stray': torch.zeros(1)})}, tmp_path / 'stray.pth')
+    with pytest.raises(CheckpointError, match='unexpected keys: decode_head.stray'):
+        build(tmp_path / 'stray.pth').init_weights()

@@ -34,7 +34,7 @@ def register_all():
     from mmseg.registry import MODELS as SEG_MODELS
 
     from ..datasets import ade
-    from ..engine import hooks, layer_decay, optim_wrapper
+    from ..engine import hooks, layer_decay, optim_wrapper, pretrained
     from .heads import LinearProbeHead
     if 'LinearProbeHead' not in SEG_MODELS.module_dict:
         SEG_MODELS.register_module(module=LinearProbeHead)
@@ -42,4 +42,5 @@ def register_all():
     hooks.register()
     layer_decay.register()
     optim_wrapper.register()
+    pretrained.register()
     _DONE = True

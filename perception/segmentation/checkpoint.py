@@ -28,17 +28,21 @@ def convert_segmentor_state(sd: Dict) -> Dict:
     return out
 
 
-def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = None):
+def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = None,
+                              backbone_already_loaded: bool = False):
     """Strictly load ``path`` into an mmseg segmentor built by this project.
 
     When the file holds no ``backbone.*`` weights (a frozen release), the backbone is loaded from
-    ``backbone_checkpoint`` (default: the backbone's ``init_cfg`` Pretrained checkpoint), strictly too.
+    ``backbone_checkpoint`` (default: the backbone's ``init_cfg`` Pretrained checkpoint), strictly too,
+    unless ``backbone_already_loaded``.
     """
     model = getattr(model, 'module', model)
     src = open_checkpoint(path)
     sd = convert_segmentor_state(src.tensors)
     skip = None
-    if not any(k.startswith('backbone.') for k in sd):
+    if not any(k.startswith('backbone.') for k in sd) and backbone_already_loaded:
+        skip = 'backbone.'
+    elif not any(k.startswith('backbone.') for k in sd):
         ckpt = backbone_checkpoint or (getattr(model.backbone, 'init_cfg', None) or {}).get('checkpoint')
         if not ckpt:
             raise CheckpointError(f'{path} holds no backbone weights (a frozen release) and the config names '

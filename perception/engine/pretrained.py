@@ -1,0 +1,35 @@
+"""``init_cfg=dict(type='Pretrained', checkpoint=...)`` that understands every InternViT format.
+
+mmengine's ``PretrainedInit`` loads with ``strict=False`` and knows one key layout. This subclass
+(registered under the same name, so existing configs keep working) routes InternViT backbones and
+segmentors with an InternViT backbone through perception's strict loaders; every other module is
+left to mmengine's behaviour.
+"""
+from mmengine.model.weight_init import PretrainedInit, update_init_info
+
+
+class InternViTAwarePretrainedInit(PretrainedInit):
+
+    def __call__(self, module):
+        from ..checkpoint.loader import load_pretrained_into
+        from ..models.internvit import InternViT
+        from ..segmentation.checkpoint import load_segmentor_checkpoint
+        target = getattr(module, 'module', module)
+        backbone = getattr(target, 'backbone', None)
+        if isinstance(target, InternViT):
+            load_pretrained_into(target, self.checkpoint, prefix=self.prefix)
+        elif isinstance(backbone, InternViT) and self.prefix is None:
+            # children are initialised first: a backbone already loaded from its own Pretrained
+            # init_cfg is not read again when the segmentor file has no ViT weights
+            loaded = bool(getattr(backbone, '_is_init', False) and (backbone.init_cfg or {}).get('type') == 'Pretrained')
+            load_segmentor_checkpoint(target, self.checkpoint, backbone_already_loaded=loaded)
+        else:
+            return super().__call__(module)
+        if hasattr(module, '_params_init_info'):
+            update_init_info(module, init_info=self._get_init_info())
+
+
+def register():
+    from mmengine.registry import WEIGHT_INITIALIZERS
+    if WEIGHT_INITIALIZERS.get('Pretrained') is not InternViTAwarePretrainedInit:
+        WEIGHT_INITIALIZERS.register_module(name='Pretrained', module=InternViTAwarePretrainedInit, force=True)
