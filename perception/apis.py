@@ -98,9 +98,16 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
 
 def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
          launcher: str = 'none', show_dir: Optional[str] = None, out: Optional[str] = None):
-    """Evaluate a checkpoint (this project's, or an InternVL ADE20K release) strictly; returns metrics."""
+    """Evaluate a checkpoint strictly; returns metrics. Segmentors: this project's or InternVL's ADE20K
+    releases (format C); classifiers: this project's, heads from tools/linear_probe.py, or format D."""
+    from .classification.checkpoint import load_classifier_checkpoint
     from .segmentation.checkpoint import load_segmentor_checkpoint
     cfg = prepare_config(config, work_dir, False, False, cfg_options, launcher)
+    if cfg.get('default_scope') == 'mmpretrain':
+        cfg.load_from = None
+        runner = build_runner(cfg)
+        load_classifier_checkpoint(runner.model, checkpoint)
+        return runner.test()
     cfg.load_from = None
     if show_dir:
         vis = cfg.default_hooks.setdefault('visualization', dict(type='SegVisualizationHook'))

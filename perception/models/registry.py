@@ -27,6 +27,13 @@ def register_all():
             if cls.__name__ not in reg.module_dict:
                 reg.register_module(module=cls)
     try:
+        import mmpretrain.registry  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from ..classification import register as register_classification
+        register_classification()
+    try:
         import mmseg.registry  # noqa: F401
     except ImportError:
         _DONE = True

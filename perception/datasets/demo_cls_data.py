@@ -1,0 +1,82 @@
+"""A synthetic classification dataset in ImageNet folder layout, from the shapes demo's generator.
+
+    train/cK_<class>/<class>_XXXXX.JPEG   (``cK_`` keeps the folders' sorted order = label order K)
+    val/val_XXXXX.JPEG  +  meta/val.txt  ("val_XXXXX.JPEG <label>" per line)
+
+One object per image; its class decides shape, texture and hue (as in the segmentation demo).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .demo_data import CLASSES, HUES, _background, _mask, _texture
+
+
+def class_folder(k: int) -> str:
+    return f'c{k}_{CLASSES[k]}'
+
+
+def make_cls_sample(rng: np.random.Generator, kind: int, size=(112, 112)) -> np.ndarray:
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    img = _background(h, w, rng)
+    r = rng.uniform(0.32, 0.45) * min(h, w)
+    cy, cx = rng.uniform(r * 0.8, h - r * 0.8), rng.uniform(r * 0.8, w - r * 0.8)
+    m = _mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi))
+    tex = _texture(kind, yy.astype(int), xx.astype(int), rng)[..., None]
+    hue = np.clip(np.array(HUES[kind]) + rng.normal(0, 35, 3), 0, 255)
+    obj = tex * hue + (1 - tex) * hue * rng.uniform(0.25, 0.5)
+    img[m] = obj[m]
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def make_cls_demo_dataset(out, seed: int = 0, train_per_class: int = 40, val_per_class: int = 12,
+                          size=(112, 112)) -> Path:
+    import cv2
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    (out / 'meta').mkdir(parents=True, exist_ok=True)
+    (out / 'val').mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(CLASSES):
+        d = out / 'train' / class_folder(k)
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(train_per_class):
+            cv2.imwrite(str(d / f'{name}_{i:05d}.JPEG'), make_cls_sample(rng, k, size)[..., ::-1],
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    lines = []
+    labels = np.repeat(np.arange(len(CLASSES)), val_per_class)
+    rng.shuffle(labels)
+    for i, k in enumerate(labels):
+        fname = f'val_{i:05d}.JPEG'
+        cv2.imwrite(str(out / 'val' / fname), make_cls_sample(rng, int(k), size)[..., ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        lines.append(f'{fname} {int(k)}')
+    (out / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
+    write_demo_backbone(out / 'tiny_backbone.safetensors', seed=seed)
+    (out / 'meta.json').write_text(json.dumps({'classes': CLASSES, 'seed': seed, 'train_per_class': train_per_class,
+                                               'val_per_class': val_per_class, 'size': list(size)}))
+    return out
+
+
+DEMO_TINY_ARCH = dict(embed_dims=128, num_layers=6, num_heads=4, feedforward_channels=512, norm_type='rms_norm',
+                      qk_normalization=True, qkv_bias=False, patch_size=14, img_size=112)
+
+
+def write_demo_backbone(path, seed: int = 0, arch: dict = None):
+    """A seeded, randomly initialised tiny InternViT saved as a perception safetensors checkpoint (the
+    'pretrained' backbone the classification demo probes; nothing can be downloaded here)."""
+    import json as _json
+
+    import torch
+
+    from ..checkpoint.io import LazyTensor, write_safetensors
+    from ..models.internvit import InternViT
+    arch = dict(arch or DEMO_TINY_ARCH)
+    torch.manual_seed(seed)
+    model = InternViT(arch)
+    model.init_weights()
+    sd = {k: LazyTensor.wrap(v.detach().clone()) for k, v in model.state_dict().items()}
+    write_safetensors(path, sd, metadata={'format': 'perception-internvit', 'arch': _json.dumps(arch),
+                                         'source': f'random init, seed {seed}', 'source_format': 'internvit'})
+    return path
