@@ -33,6 +33,17 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename or 'config'))[0])
     cuda = torch.cuda.is_available()
+    strategy = (cfg.get('strategy') or {}).get('type')
+    if strategy == 'FSDPStrategy' and not cuda:
+        raise RuntimeError(f'{cfg.filename}: FSDP (FSDPStrategy) needs CUDA GPUs: torch {torch.__version__} '
+                           'refuses FSDP without an accelerator. On CPU train the DDP configs with '
+                           'tools/dist_train.sh (gloo); see docs/scaling.md')
+    if strategy == 'DeepSpeedStrategy':
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(f'{cfg.filename}: DeepSpeedStrategy needs the deepspeed package '
+                               '(pip install deepspeed on the GPU machines), or use the FSDP config') from e
     ow = cfg.get('optim_wrapper')
     if ow is not None:
         if fp32:
@@ -93,7 +104,17 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
         cfg.load_from = resume
     runner = build_runner(cfg)
     runner.train()
+    _finish_dist()
     return runner
+
+
+def _finish_dist():
+    """Let every rank reach the end before any tears the process group down (a rank exiting while
+    another is still in a gloo collective aborts it)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,

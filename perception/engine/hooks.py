@@ -47,6 +47,47 @@ class LearningCurveHook(Hook):
         print_log(f'learning curve: {osp.join(runner.log_dir, "learning_curve.png")}', logger='current')
 
 
+class ParamSyncCheckHook(Hook):
+    """Checks that data-parallel ranks hold identical parameters: every ``interval`` iterations (and
+    after training) each rank hashes its parameters, the hashes are all-gathered, and a mismatch is an
+    error naming the ranks. Writes ``param_sync.json`` (iteration, per-rank checksums) in the work dir."""
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 0):
+        self.interval = interval
+        self.records = []
+
+    def _check(self, runner, iteration):
+        import json
+
+        import torch
+        import torch.distributed as dist
+        model = getattr(runner.model, 'module', runner.model)
+        with torch.no_grad():
+            total = torch.zeros((), dtype=torch.float64)
+            for p in model.parameters():
+                total += p.detach().double().sum() + p.detach().double().abs().sum() * 1e-3
+        sums = [float(total)]
+        if dist.is_available() and dist.is_initialized():
+            out = [None] * dist.get_world_size()
+            dist.all_gather_object(out, float(total))
+            sums = out
+        self.records.append({'iter': iteration, 'checksums': sums})
+        if runner.rank == 0:
+            from ..checkpoint.io import atomic_write
+            with atomic_write(osp.join(runner.work_dir, 'param_sync.json')) as tmp:
+                tmp.write_text(json.dumps(self.records, indent=1))
+        if len(set(sums)) != 1:
+            raise RuntimeError(f'ranks diverged at iteration {iteration}: parameter checksums {sums}')
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.interval and self.every_n_train_iters(runner, self.interval):
+            self._check(runner, runner.iter + 1)
+
+    def after_train(self, runner):
+        self._check(runner, runner.iter)
+
+
 def register():
     from mmengine.registry import HOOKS as ENGINE
     regs = [ENGINE]
@@ -56,6 +97,6 @@ def register():
     except ImportError:
         pass
     for reg in regs:
-        for cls in (FewShotSubsetHook, LearningCurveHook):
+        for cls in (FewShotSubsetHook, LearningCurveHook, ParamSyncCheckHook):
             if cls.__name__ not in reg.module_dict:
                 reg.register_module(module=cls)

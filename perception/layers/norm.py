@@ -1,6 +1,8 @@
 """Normalisation layers; all of them compute in float32 whatever the input dtype."""
 import torch
 import torch.nn.functional as F
+
+from .autocast import autocast_off
 from torch import nn
 
 
@@ -31,7 +33,7 @@ class LayerNormFp32(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = None if self.weight is None else self.weight.float()
         b = None if self.bias is None else self.bias.float()
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
@@ -41,7 +43,7 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = None if self.weight is None else self.weight.float()
         b = None if self.bias is None else self.bias.float()
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_off(x.device.type):
             y = F.layer_norm(x.float().permute(0, 2, 3, 1), self.normalized_shape, w, b, self.eps)
         return y.permute(0, 3, 1, 2).to(x.dtype)
 

@@ -3,6 +3,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .autocast import autocast_off
+
 
 def resample_abs_pos_embed(pos_embed: torch.Tensor, new_grid: Tuple[int, int],
                            old_grid: Tuple[int, int] = None, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -26,7 +28,7 @@ def resample_abs_pos_embed(pos_embed: torch.Tensor, new_grid: Tuple[int, int],
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     c = pos_embed.shape[-1]
     grid = grid.float().reshape(1, old_grid[0], old_grid[1], c).permute(0, 3, 1, 2)
-    with torch.autocast(pos_embed.device.type, enabled=False):
+    with autocast_off(pos_embed.device.type):
         grid = F.interpolate(grid, size=new_grid, mode='bicubic', align_corners=False, antialias=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], c)
     return torch.cat([prefix.float(), grid], dim=1)

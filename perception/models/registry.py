@@ -41,7 +41,7 @@ def register_all():
     from mmseg.registry import MODELS as SEG_MODELS
 
     from ..datasets import ade
-    from ..engine import hooks, layer_decay, optim_wrapper, pretrained
+    from ..engine import fsdp, hooks, layer_decay, optim_wrapper, pretrained
     from .heads import LinearProbeHead
     if 'LinearProbeHead' not in SEG_MODELS.module_dict:
         SEG_MODELS.register_module(module=LinearProbeHead)
@@ -50,4 +50,5 @@ def register_all():
     layer_decay.register()
     optim_wrapper.register()
     pretrained.register()
+    fsdp.register()
     _DONE = True
