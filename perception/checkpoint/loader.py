@@ -275,6 +275,33 @@ def fill_model(model: torch.nn.Module, sd: Dict[str, LazyTensor], where: str,
     return model
 
 
+def strict_copy(model, sd: Dict[str, LazyTensor], where: str, skip_prefix: Optional[str] = None,
+                resample: Optional[Dict[str, object]] = None, what: str = 'the model'):
+    """Copy a converted state dict into ``model.state_dict()`` strictly: every model key filled
+    (except under ``skip_prefix``), no unexpected key, equal shapes except for the keys of
+    ``resample`` (key -> function mapping the checkpoint tensor to the model's shape)."""
+    resample = resample or {}
+    state = model.state_dict()
+    missing = sorted(k for k in state if k not in sd and not (skip_prefix and k.startswith(skip_prefix)))
+    unexpected = sorted(k for k in sd if k not in state)
+    bad = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(state[k].shape)}' for k in sd
+           if k in state and tuple(sd[k].shape) != tuple(state[k].shape) and k not in resample]
+    if missing or unexpected or bad:
+        parts = ([f'missing keys: {list_keys(missing)}'] if missing else []) + \
+                ([f'unexpected keys: {list_keys(unexpected)}'] if unexpected else []) + \
+                (['shape mismatch: ' + '; '.join(bad[:8]) + (f' ... ({len(bad)} in all)' if len(bad) > 8 else '')]
+                 if bad else [])
+        raise CheckpointError(f'{where} does not fit {what}:\n  ' + '\n  '.join(parts))
+    with torch.no_grad():
+        for k, lt in sd.items():
+            t = lt.load()
+            if k in resample and tuple(t.shape) != tuple(state[k].shape):
+                t = resample[k](t)
+            state[k].copy_(t)
+            lt.release()
+    return model
+
+
 def _describe(src: Source, fmt: str) -> str:
     desc = FORMATS.get(fmt, fmt)
     if src.metadata.get('format') == 'perception-internvit':

@@ -1,12 +1,11 @@
 """Classifier checkpoints: InternVL's ImageNet head (format D) and this project's own, strictly."""
 from typing import Dict
 
-import torch
 from mmengine.logging import print_log
 
-from ..checkpoint.errors import CheckpointError, list_keys
+from ..checkpoint.errors import CheckpointError
 from ..checkpoint.formats import _strip_common
-from ..checkpoint.loader import load_pretrained_into, open_checkpoint
+from ..checkpoint.loader import load_pretrained_into, open_checkpoint, strict_copy
 
 
 def convert_imagenet_head(sd: Dict) -> Dict:
@@ -40,19 +39,6 @@ def load_classifier_checkpoint(model, path, backbone_already_loaded: bool = Fals
                                       '"Pretrained", checkpoint=...) to the backbone it was trained on')
             load_pretrained_into(model.backbone, ckpt)
         skip = 'backbone.'
-    state = model.state_dict()
-    missing = sorted(k for k in state if k not in sd and not (skip and k.startswith(skip)))
-    unexpected = sorted(k for k in sd if k not in state)
-    bad = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(state[k].shape)}'
-           for k in sd if k in state and tuple(sd[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or bad:
-        parts = ([f'missing keys: {list_keys(missing)}'] if missing else []) + \
-                ([f'unexpected keys: {list_keys(unexpected)}'] if unexpected else []) + \
-                (['shape mismatch: ' + '; '.join(bad[:8])] if bad else [])
-        raise CheckpointError(f'{path} does not fit the classifier:\n  ' + '\n  '.join(parts))
-    with torch.no_grad():
-        for k, lt in sd.items():
-            state[k].copy_(lt.load())
-            lt.release()
+    strict_copy(model, sd, path, skip_prefix=skip, what='the classifier')
     print_log(f'loaded classifier checkpoint {path} ({len(sd)} tensors)', logger='current')
     return model

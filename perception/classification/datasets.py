@@ -32,6 +32,5 @@ class CheckedImageFolder(CustomDataset):
 
 
 def register():
-    from mmpretrain.registry import DATASETS
-    if 'CheckedImageFolder' not in DATASETS.module_dict:
-        DATASETS.register_module(module=CheckedImageFolder)
+    from ..models.registry import register_modules
+    register_modules('DATASETS', [CheckedImageFolder], scopes=('mmpretrain', ))

@@ -83,13 +83,5 @@ class HeadEMAHook(Hook):
 
 
 def register():
-    from mmengine.registry import HOOKS as ENGINE
-    regs = [ENGINE]
-    try:
-        from mmpretrain.registry import HOOKS as PRETRAIN
-        regs.append(PRETRAIN)
-    except ImportError:
-        pass
-    for reg in regs:
-        if 'HeadEMAHook' not in reg.module_dict:
-            reg.register_module(module=HeadEMAHook)
+    from ..models.registry import register_modules
+    register_modules('HOOKS', [HeadEMAHook])

@@ -79,7 +79,5 @@ class ReaLAccuracy(Accuracy):
 
 
 def register():
-    from mmpretrain.registry import METRICS
-    for cls in (SubsetAccuracy, ReaLAccuracy):
-        if cls.__name__ not in METRICS.module_dict:
-            METRICS.register_module(module=cls)
+    from ..models.registry import register_modules
+    register_modules('METRICS', [SubsetAccuracy, ReaLAccuracy], scopes=('mmpretrain', ))

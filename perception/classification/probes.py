@@ -91,7 +91,5 @@ class BNLinearClsHead(ClsHead):
 
 
 def register():
-    from mmpretrain.registry import MODELS
-    for cls in (ClsPatchConcat, AttentionPoolingNeck, BNLinearClsHead):
-        if cls.__name__ not in MODELS.module_dict:
-            MODELS.register_module(module=cls)
+    from ..models.registry import register_modules
+    register_modules('MODELS', [ClsPatchConcat, AttentionPoolingNeck, BNLinearClsHead], scopes=('mmpretrain', ))

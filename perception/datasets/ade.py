@@ -88,12 +88,7 @@ class CheckSegMap(BaseTransform):
 
 
 def register():
-    from mmseg.registry import DATASETS, TRANSFORMS
-
+    from ..models.registry import register_modules
     from .transforms import ResizeShortSide
-    for cls in (PerceptionADE20KDataset, DemoShapesDataset):
-        if cls.__name__ not in DATASETS.module_dict:
-            DATASETS.register_module(module=cls)
-    for cls in (CheckSegMap, ResizeShortSide):
-        if cls.__name__ not in TRANSFORMS.module_dict:
-            TRANSFORMS.register_module(module=cls)
+    register_modules('DATASETS', [PerceptionADE20KDataset, DemoShapesDataset], scopes=('mmseg', ))
+    register_modules('TRANSFORMS', [CheckSegMap, ResizeShortSide], scopes=('mmseg', ))

@@ -27,7 +27,5 @@ def internvit_block_checkpoint_fn(module: nn.Module) -> bool:
 
 
 def register():
-    from mmengine.registry import FUNCTIONS
-    for fn in (internvit_block_wrap_policy, internvit_block_checkpoint_fn):
-        if fn.__name__ not in FUNCTIONS.module_dict:
-            FUNCTIONS.register_module(module=fn)
+    from ..models.registry import register_modules
+    register_modules('FUNCTIONS', [internvit_block_wrap_policy, internvit_block_checkpoint_fn], scopes=('mmengine', ))

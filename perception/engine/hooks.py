@@ -89,14 +89,5 @@ class ParamSyncCheckHook(Hook):
 
 
 def register():
-    from mmengine.registry import HOOKS as ENGINE
-    regs = [ENGINE]
-    try:
-        from mmseg.registry import HOOKS as SEG
-        regs.append(SEG)
-    except ImportError:
-        pass
-    for reg in regs:
-        for cls in (FewShotSubsetHook, LearningCurveHook, ParamSyncCheckHook):
-            if cls.__name__ not in reg.module_dict:
-                reg.register_module(module=cls)
+    from ..models.registry import register_modules
+    register_modules('HOOKS', [FewShotSubsetHook, LearningCurveHook, ParamSyncCheckHook])

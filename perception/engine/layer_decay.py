@@ -90,13 +90,5 @@ class InternViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor)
 
 
 def register():
-    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as ENGINE
-    regs = [ENGINE]
-    try:
-        from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG
-        regs.append(SEG)
-    except ImportError:
-        pass
-    for reg in regs:
-        if 'InternViTLayerDecayOptimWrapperConstructor' not in reg.module_dict:
-            reg.register_module(module=InternViTLayerDecayOptimWrapperConstructor)
+    from ..models.registry import register_modules
+    register_modules('OPTIM_WRAPPER_CONSTRUCTORS', [InternViTLayerDecayOptimWrapperConstructor])

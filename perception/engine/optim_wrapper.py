@@ -26,13 +26,5 @@ class BF16OptimWrapper(OptimWrapper):
 
 
 def register():
-    from mmengine.registry import OPTIM_WRAPPERS as ENGINE
-    regs = [ENGINE]
-    try:
-        from mmseg.registry import OPTIM_WRAPPERS as SEG
-        regs.append(SEG)
-    except ImportError:
-        pass
-    for reg in regs:
-        if 'BF16OptimWrapper' not in reg.module_dict:
-            reg.register_module(module=BF16OptimWrapper)
+    from ..models.registry import register_modules
+    register_modules('OPTIM_WRAPPERS', [BF16OptimWrapper])

@@ -1,31 +1,33 @@
 """Register perception's modules in the OpenMMLab registries that exist in this environment."""
 import importlib
+from typing import Iterable, Sequence
 
 _DONE = False
 
 
-def _registries():
-    regs = []
-    for mod in ('mmseg.registry', 'mmpretrain.registry'):
+def register_modules(registry: str, modules: Iterable, scopes: Sequence[str] = ('mmengine', 'mmseg', 'mmpretrain')):
+    """Register classes or functions under their own names in the registry called ``registry``
+    (``'MODELS'``, ``'HOOKS'``, ...) of each installed scope. Idempotent."""
+    modules = list(modules)
+    for scope in scopes:
         try:
-            regs.append(importlib.import_module(mod).MODELS)
-        except ImportError:
+            reg = getattr(importlib.import_module(f'{scope}.registry'), registry)
+        except (ImportError, AttributeError):
             continue
-    return regs
+        for m in modules:
+            if m.__name__ not in reg.module_dict:
+                reg.register_module(module=m)
 
 
 def register_all():
-    """Models in mmseg's and mmpretrain's MODELS; heads, datasets, transforms, hooks and optimizer
-    constructors in mmseg's/mmengine's registries."""
+    """Models in mmseg's and mmpretrain's MODELS; heads, datasets, transforms, hooks, metrics and
+    optimizer constructors in the registries of the libraries that use them."""
     global _DONE
     if _DONE:
         return
     from .internvit import InternViT
     from .pyramid import InternViTPyramid
-    for reg in _registries():
-        for cls in (InternViT, InternViTPyramid):
-            if cls.__name__ not in reg.module_dict:
-                reg.register_module(module=cls)
+    register_modules('MODELS', [InternViT, InternViTPyramid], scopes=('mmseg', 'mmpretrain'))
     try:
         import mmpretrain.registry  # noqa: F401
     except ImportError:
@@ -38,17 +40,10 @@ def register_all():
     except ImportError:
         _DONE = True
         return
-    from mmseg.registry import MODELS as SEG_MODELS
-
     from ..datasets import ade
     from ..engine import fsdp, hooks, layer_decay, optim_wrapper, pretrained
     from .heads import LinearProbeHead
-    if 'LinearProbeHead' not in SEG_MODELS.module_dict:
-        SEG_MODELS.register_module(module=LinearProbeHead)
-    ade.register()
-    hooks.register()
-    layer_decay.register()
-    optim_wrapper.register()
-    pretrained.register()
-    fsdp.register()
+    register_modules('MODELS', [LinearProbeHead], scopes=('mmseg', ))
+    for mod in (ade, hooks, layer_decay, optim_wrapper, pretrained, fsdp):
+        mod.register()
     _DONE = True

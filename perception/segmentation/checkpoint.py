@@ -7,12 +7,11 @@ InternVL keeps the pyramid inside the backbone (``backbone.up1..up4``); here it 
 import re
 from typing import Dict, Optional
 
-import torch
 from mmengine.logging import print_log
 
-from ..checkpoint.errors import CheckpointError, list_keys
+from ..checkpoint.errors import CheckpointError
 from ..checkpoint.formats import _strip_common
-from ..checkpoint.loader import load_pretrained_into, open_checkpoint
+from ..checkpoint.loader import load_pretrained_into, open_checkpoint, strict_copy
 from ..layers.pos_embed import resample_abs_pos_embed
 
 _PYRAMID = re.compile(r'^backbone\.(up[1-4]\..+)$')
@@ -50,23 +49,9 @@ def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = 
                                   'checkpoint=...) to the ViT file (format A)')
         load_pretrained_into(model.backbone, ckpt)
         skip = 'backbone.'
-    state = model.state_dict()
-    missing = sorted(k for k in state if k not in sd and not (skip and k.startswith(skip)))
-    unexpected = sorted(k for k in sd if k not in state)
-    bad = [f'{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(state[k].shape)}' for k in sd
-           if k in state and tuple(sd[k].shape) != tuple(state[k].shape) and k != 'backbone.pos_embed']
-    if missing or unexpected or bad:
-        parts = ([f'missing keys: {list_keys(missing)}'] if missing else []) + \
-                ([f'unexpected keys: {list_keys(unexpected)}'] if unexpected else []) + \
-                (['shape mismatch: ' + '; '.join(bad[:8])] if bad else [])
-        raise CheckpointError(f'{path} does not fit the segmentor:\n  ' + '\n  '.join(parts))
-    with torch.no_grad():
-        for k, lt in sd.items():
-            t = lt.load()
-            if k == 'backbone.pos_embed' and tuple(t.shape) != tuple(state[k].shape):
-                t = resample_abs_pos_embed(t, model.backbone.pretrain_grid)
-            state[k].copy_(t)
-            lt.release()
+    grid = model.backbone.pretrain_grid
+    strict_copy(model, sd, path, skip_prefix=skip, what='the segmentor',
+                resample={'backbone.pos_embed': lambda t: resample_abs_pos_embed(t, grid)})
     if hasattr(model.backbone, '_pos_cache'):
         model.backbone._pos_cache.clear()
     print_log(f'loaded segmentor checkpoint {path} ({len(sd)} tensors'
