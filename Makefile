@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PERCEPTION_WHEELHOUSE ?= $(if $(wildcard ../shared/wheelhouse),$(abspath ../shared/wheelhouse),)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-export clean
 
 install:
 	bash tools/install.sh
@@ -16,6 +16,9 @@ test: install
 
 bench: install
 	$(PY) tools/benchmark.py --preset 6b-block --size 504 --dtype fp32 bf16 --backend math sdpa
+
+bench-export: install
+	$(PY) tools/benchmark_export.py
 
 clean:
 	rm -rf work_dirs .pytest_cache

@@ -39,6 +39,12 @@ def _setup():
     allow_mmengine_globals()  # mmengine checkpoints (resume, load_from) load with weights_only=True
 
 
+def ensure_registered():
+    """Register everything (idempotent). Library entry points call it: ``import perception`` alone
+    does not when the package was first imported as the parent of ``perception.deploy``."""
+    _setup()
+
+
 def __getattr__(name):
     if name in _LAZY:
         import importlib

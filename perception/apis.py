@@ -1,7 +1,6 @@
 """Train / test entry points over mmengine's Runner (what ``tools/train.py`` and ``tools/test.py`` call)."""
-import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the CLIs)
@@ -83,7 +82,8 @@ def _init_cpu_dist(launcher: str):
 
 
 def build_runner(cfg: Config):
-    import perception  # noqa: F401  (registration)
+    from perception import ensure_registered
+    ensure_registered()
     from mmengine.runner import Runner
     _init_cpu_dist(cfg.get('launcher', 'none'))
     if 'runner_type' in cfg:

@@ -5,7 +5,6 @@ the ``meta`` device, activation bytes measured (saved-for-backward tensors, coun
 one real-width block run in bf16 on the CPU and on the pyramid + heads on ``meta``, FLOPs counted by
 ``torch.utils.flop_counter`` on ``meta``. The GPU throughput and bandwidth figures are stated inputs.
 """
-import math
 from typing import Dict, Sequence
 
 import torch
@@ -42,7 +41,8 @@ class SavedTensorBytes:
 
 
 def build_segmentor(config: str, device='meta'):
-    import perception  # noqa: F401
+    from perception import ensure_registered
+    ensure_registered()
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS

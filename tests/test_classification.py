@@ -1,7 +1,6 @@
 """ImageNet linear probing: probes, format D, variant metrics, head EMA, cached-feature sweep."""
 import glob
 import json
-import os
 import os.path as osp
 from pathlib import Path
 

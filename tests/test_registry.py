@@ -49,3 +49,18 @@ def test_build_backbone_in_mmpretrain_classifier():
     model.init_weights()
     feats = model.extract_feat(torch.randn(2, 3, 56, 56))
     assert feats[0][1].shape == (2, 64)
+
+
+def test_registration_after_a_deploy_only_import():
+    """`import perception.deploy` skips the heavy imports; library entry points still register."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = ('import sys, perception.deploy; assert "torch" not in sys.modules; '
+            'from perception.inference import init_segmentor; '
+            f'm = init_segmentor("{root}/mmcfg/demo/linear_internvit-tiny_1xb8-1k_demo-shapes-112x112.py"); '
+            'print(type(m.backbone).__name__)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith('InternViT')

@@ -11,7 +11,6 @@ same token counts (the floor a forward cannot beat) and prints forward / floor.
 """
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess

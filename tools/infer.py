@@ -1,32 +1,67 @@
 """Segment an image or a folder: label PNGs and colour overlays.
 
     python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR --out DIR [--slide CROP STRIDE] [--device cpu]
+    python tools/infer.py --backend onnx BUNDLE_DIR IMAGE_OR_DIR --out DIR [--slide CROP STRIDE]
 
-Unreadable or corrupt images are reported by name and skipped; the others are written.
+``--backend torch`` (default) builds the segmentor from its config and checkpoint. ``--backend onnx``
+runs a bundle written by ``tools/export.py`` with ``perception.deploy`` (numpy + onnxruntime + OpenCV:
+neither torch nor mmseg is imported). Unreadable or corrupt images are reported by name and skipped;
+the others are written.
 """
 import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.apis import DictAction  # noqa: E402
+
+
+def _parser(torch_backend: bool):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--backend', choices=['torch', 'onnx'], default='torch')
+    p.add_argument('paths', nargs='+', metavar='CONFIG CHECKPOINT | BUNDLE_DIR',
+                   help='torch: CONFIG CHECKPOINT then image files or folders; onnx: BUNDLE_DIR then images')
+    p.add_argument('--out', required=True)
+    p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
+                   help="sliding-window inference with this crop and stride (default: the config's test_cfg, "
+                        "or the bundle's manifest)")
+    p.add_argument('--alpha', type=float, default=0.5)
+    p.add_argument('--device', default='cpu', help='torch backend only')
+    p.add_argument('--threads', type=int, default=None, help='onnx backend: onnxruntime intra-op threads')
+    if torch_backend:
+        from perception.apis import DictAction
+        p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config')
-    p.add_argument('checkpoint')
-    p.add_argument('inputs', nargs='+', help='image files or folders')
-    p.add_argument('--out', required=True)
-    p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
-                   help='sliding-window inference with this crop and stride (default: the config\'s test_cfg)')
-    p.add_argument('--alpha', type=float, default=0.5)
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = p.parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--backend', choices=['torch', 'onnx'], default='torch')
+    backend = pre.parse_known_args(argv)[0].backend
+    args = _parser(backend == 'torch').parse_args(argv)
+    if backend == 'onnx':
+        return _main_onnx(args)
+    if len(args.paths) < 3:
+        _parser(True).error('the torch backend needs CONFIG CHECKPOINT and at least one image or folder')
+    config, checkpoint, inputs = args.paths[0], args.paths[1], args.paths[2:]
     from perception.inference import init_segmentor, segment_images
-    model = init_segmentor(args.config, args.checkpoint, args.device, args.cfg_options, args.slide)
-    res = segment_images(model, args.inputs, args.out, args.alpha)
+    model = init_segmentor(config, checkpoint, args.device, args.cfg_options, args.slide)
+    res = segment_images(model, inputs, args.out, args.alpha)
+    return 1 if res['failed'] and not res['written'] else 0
+
+
+def _main_onnx(args):
+    import logging
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    if len(args.paths) < 2:
+        _parser(False).error('the onnx backend needs BUNDLE_DIR and at least one image or folder')
+    from perception.deploy import DeployError, load_bundle, segment_images
+    slide = ((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None
+    try:
+        seg = load_bundle(args.paths[0], threads=args.threads, slide=slide)
+    except DeployError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    res = segment_images(seg, args.paths[1:], args.out, args.alpha)
     return 1 if res['failed'] and not res['written'] else 0
 
 

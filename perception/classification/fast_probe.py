@@ -58,7 +58,8 @@ def _backbone_checkpoint(cfg) -> Optional[str]:
 
 
 def build_frozen_backbone(cfg, device='cpu'):
-    import perception  # noqa: F401
+    from perception import ensure_registered
+    ensure_registered()
     from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')

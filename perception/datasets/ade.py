@@ -1,5 +1,4 @@
 """ADE20K-layout datasets with clear errors, few-shot subsets, and the demo dataset."""
-import os
 import os.path as osp
 from typing import List, Optional
 

@@ -2,7 +2,6 @@
 from typing import Optional
 
 import mmcv
-import numpy as np
 from mmcv.transforms import BaseTransform
 
 

@@ -15,7 +15,7 @@ Parameter names may carry wrapper prefixes (``module.``, FSDP's ``_fsdp_wrapped_
 checkpoint wrappers); they are stripped before matching, so the rule survives DDP/FSDP wrapping.
 """
 import re
-from typing import List, Optional
+from typing import List
 
 import torch.nn as nn
 from mmengine.logging import print_log

@@ -1,0 +1,19 @@
+"""Torch-free runtime for exported segmentors: numpy + onnxruntime + OpenCV, nothing else.
+
+    from perception.deploy import load_bundle
+    seg = load_bundle('exports/upernet')            # validates manifest.json against model.onnx
+    label, overlay = seg.segment('street.jpg')      # any size: sliding window as in the config
+
+Nothing here imports torch, mmengine, mmcv or mmseg (``import perception.deploy`` skips the parent
+package's heavy imports), so a bundle runs where only ``pip install numpy onnxruntime
+opencv-python-headless`` is available.
+"""
+from .bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, DeployError, check_files, read_manifest,
+                     sha256_file)
+from .io import list_images, segment_images
+from .runtime import (Segmenter, argmax_resized, default_palette, load_bundle, overlay, read_image,
+                      resize_bilinear, window_boxes)
+
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'MANIFEST_NAME', 'DeployError', 'Segmenter', 'argmax_resized',
+           'check_files', 'default_palette', 'list_images', 'load_bundle', 'overlay', 'read_image',
+           'read_manifest', 'resize_bilinear', 'segment_images', 'sha256_file', 'window_boxes']

@@ -1,0 +1,87 @@
+"""Files in, label PNGs and overlays out (the ``--backend onnx`` side of ``tools/infer.py``)."""
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence, Union
+
+import numpy as np
+
+from .runtime import Segmenter, read_image
+
+logger = logging.getLogger(__name__)
+
+IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
+    """Image files of a file, a folder (recursively) or a list of them; a missing path raises."""
+    if isinstance(inputs, (list, tuple)):
+        out = []
+        for i in inputs:
+            out += list_images(i)
+        return out
+    p = Path(inputs)
+    if p.is_dir():
+        return sorted(str(f) for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS)
+    if not p.exists():
+        raise FileNotFoundError(f'input not found: {inputs}')
+    return [str(p)]
+
+
+def write_bytes_atomic(path, data: bytes):
+    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def encode_image(path, arr: np.ndarray) -> bytes:
+    import cv2
+    ok, buf = cv2.imencode(Path(path).suffix, arr)
+    if not ok:
+        raise ValueError(f'could not encode {path}')
+    return buf.tobytes()
+
+
+def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5) -> Dict:
+    """``<name>_label.png`` and ``<name>_overlay.jpg`` (image | blend) per image, as the PyTorch backend
+    writes them; unreadable images are reported by name and skipped.
+
+    Returns ``{'written': [...], 'failed': {path: reason}}``.
+    """
+    files = list_images(inputs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, failed = [], {}
+    for f in files:
+        try:
+            img = read_image(f)
+        except ValueError as e:
+            failed[f] = str(e)
+            logger.warning('skipped %s: %s', f, e)
+            continue
+        label, over = segmenter.segment(img, alpha=alpha, side_by_side=True)
+        if label.dtype != np.uint8:
+            label = label.astype(np.uint16)
+        stem = Path(f).stem
+        for suffix, arr in (('_label.png', label), ('_overlay.jpg', over)):
+            out = out_dir / (stem + suffix)
+            write_bytes_atomic(out, encode_image(out, arr))
+            written.append(str(out))
+    msg = f'segmented {len(files) - len(failed)} of {len(files)} images into {out_dir}'
+    if failed:
+        msg += f'; {len(failed)} unreadable: ' + ', '.join(Path(p).name for p in failed)
+    logger.info(msg)
+    return {'written': written, 'failed': failed}

@@ -1,0 +1,273 @@
+"""Sliding-window segmentation with an exported ONNX segmentor (numpy + onnxruntime + OpenCV)."""
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .bundle import DeployError, check_files, check_session, open_session, read_manifest
+
+logger = logging.getLogger(__name__)
+
+ImageLike = Union[str, Path, np.ndarray]
+
+
+# ----------------------------------------------------------------------------- geometry
+def short_side_size(h: int, w: int, short_side: int, size_divisor: int = 1,
+                    max_long_side: Optional[int] = None) -> Tuple[int, int]:
+    """Short side to ``short_side`` (long side capped by ``max_long_side``), both rounded to a multiple
+    of ``size_divisor``: the rule of ``perception.datasets.ResizeShortSide``."""
+    scale = short_side / min(h, w)
+    if max_long_side and max(h, w) * scale > max_long_side:
+        scale = max_long_side / max(h, w)
+    d = max(1, int(size_divisor))
+    return max(d, int(round(h * scale / d)) * d), max(d, int(round(w * scale / d)) * d)
+
+
+def keep_ratio_size(h: int, w: int, scale: Sequence[int]) -> Tuple[int, int]:
+    """mmseg's ``Resize(scale=(long, short), keep_ratio=True)`` (mmcv.rescale_size)."""
+    long_edge, short_edge = max(scale), min(scale)
+    f = min(long_edge / max(h, w), short_edge / min(h, w))
+    return int(h * f + 0.5), int(w * f + 0.5)
+
+
+def window_boxes(h: int, w: int, crop: Sequence[int], stride: Sequence[int]) -> List[Tuple[int, int, int, int]]:
+    """mmseg's slide-inference windows ``(y1, y2, x1, x2)``; windows are ``min(crop, size)`` large."""
+    (ch, cw), (sh, sw) = crop, stride
+    h_grids = max(h - ch + sh - 1, 0) // sh + 1
+    w_grids = max(w - cw + sw - 1, 0) // sw + 1
+    boxes = []
+    for i in range(h_grids):
+        for j in range(w_grids):
+            y1, x1 = i * sh, j * sw
+            y2, x2 = min(y1 + ch, h), min(x1 + cw, w)
+            boxes.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
+    return boxes
+
+
+def _src_coords(n_out: int, n_in: int, align_corners: bool):
+    """Source rows/cols and weights of PyTorch's bilinear interpolation (no antialias)."""
+    d = np.arange(n_out, dtype=np.float64)
+    if align_corners:
+        src = d * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.)
+    else:
+        src = np.maximum((d + 0.5) * (n_in / n_out) - 0.5, 0.)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0).astype(np.float32)
+    return i0, i1, lam
+
+
+def resize_bilinear(x: np.ndarray, size: Tuple[int, int], align_corners: bool = False) -> np.ndarray:
+    """``[C, H, W]`` float maps resized to ``size`` like ``F.interpolate(mode='bilinear')``."""
+    c, h, w = x.shape
+    oh, ow = int(size[0]), int(size[1])
+    if (oh, ow) == (h, w):
+        return x
+    r0, r1, lr = _src_coords(oh, h, align_corners)
+    c0, c1, lc = _src_coords(ow, w, align_corners)
+    rows = x[:, r0] * (1 - lr)[None, :, None] + x[:, r1] * lr[None, :, None]
+    return rows[:, :, c0] * (1 - lc) + rows[:, :, c1] * lc
+
+
+def argmax_resized(x: np.ndarray, size: Tuple[int, int], align_corners: bool = False,
+                   rows_per_chunk: int = 256) -> np.ndarray:
+    """``argmax`` over classes of ``resize_bilinear(x, size)``, in row chunks (never the full map)."""
+    c, h, w = x.shape
+    oh, ow = int(size[0]), int(size[1])
+    if (oh, ow) == (h, w):
+        return x.argmax(0)
+    r0, r1, lr = _src_coords(oh, h, align_corners)
+    c0, c1, lc = _src_coords(ow, w, align_corners)
+    out = np.empty((oh, ow), np.int64)
+    for s in range(0, oh, rows_per_chunk):
+        e = min(oh, s + rows_per_chunk)
+        rows = x[:, r0[s:e]] * (1 - lr[s:e])[None, :, None] + x[:, r1[s:e]] * lr[s:e][None, :, None]
+        out[s:e] = (rows[:, :, c0] * (1 - lc) + rows[:, :, c1] * lc).argmax(0)
+    return out
+
+
+def default_palette(n: int) -> List[List[int]]:
+    """The deterministic palette ``perception.inference.overlay`` uses when a dataset has none."""
+    return np.random.RandomState(0).randint(0, 255, (max(256, n), 3)).astype(np.uint8)[:n].tolist()
+
+
+def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
+            side_by_side: bool = False) -> np.ndarray:
+    """The image blended with the class colours (RGB palette); next to the plain image when asked."""
+    pal = np.asarray(palette if palette is not None else default_palette(int(label.max()) + 1), np.uint8)
+    color = pal[np.clip(label, 0, len(pal) - 1)][..., ::-1]  # RGB palette -> BGR
+    blend = (img_bgr * (1 - alpha) + color * alpha).astype(np.uint8)
+    return np.concatenate([img_bgr, blend], axis=1) if side_by_side else blend
+
+
+def read_image(path) -> np.ndarray:
+    """A BGR uint8 image; unreadable files raise ``ValueError`` naming the file."""
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f'cannot read image {path} (corrupt, truncated or not an image)')
+    return img
+
+
+def as_bgr(image: ImageLike) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'expected an H x W x 3 BGR image, got an array of shape {tuple(np.shape(image))}')
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f'empty image of shape {img.shape}')
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return img
+
+
+# ----------------------------------------------------------------------------- the runtime
+class Segmenter:
+    """An exported segmentor: ``segment(image)`` -> ``(label_map, overlay)`` for images of any size.
+
+    Inference follows the exported config: the test resize (``manifest['resize']``), then mmseg's
+    sliding window (``manifest['slide']``: crop and stride) over the image padded to a multiple of the
+    patch size, overlapping logits averaged, then the logits resized back to the image size. Images
+    whose short side is smaller than the crop are upscaled to it when the config has no test resize.
+    """
+
+    def __init__(self, bundle_dir, manifest: Dict, session, slide: Optional[Sequence[Sequence[int]]] = None,
+                 batch_size: int = 4):
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = manifest
+        self.session = session
+        self.input_name = manifest['input']['name']
+        self.num_classes = int(manifest['num_classes'])
+        self.classes = list(manifest['classes'])
+        self.palette = manifest.get('palette') or default_palette(self.num_classes)
+        self.patch_size = int(manifest['patch_size'])
+        self.min_size = int(manifest.get('min_size') or self.patch_size)
+        self.resize = manifest.get('resize')
+        self.align_corners = bool(manifest.get('align_corners', False))
+        inp = manifest['input']
+        self.mean = np.asarray(inp['mean'], np.float32)
+        self.std = np.asarray(inp['std'], np.float32)
+        self.rgb = inp.get('color', 'RGB') == 'RGB'
+        crop, stride = (slide or (manifest['slide']['crop'], manifest['slide']['stride']))
+        crop, stride = _pair(crop), _pair(stride)
+        p = self.patch_size
+        if crop[0] % p or crop[1] % p or min(crop) < self.min_size:
+            raise ValueError(f'slide crop {crop} must be multiples of the patch size {p} and at least '
+                             f'{self.min_size}')
+        if min(stride) < 1:
+            raise ValueError(f'slide stride {stride} must be positive')
+        self.crop, self.stride = crop, stride
+        self.batch_size = max(1, int(batch_size))
+
+    def __repr__(self):
+        return (f'Segmenter({self.bundle_dir}, {self.num_classes} classes, crop {self.crop}, stride '
+                f'{self.stride}, patch {self.patch_size})')
+
+    # -- steps
+    def working_size(self, h: int, w: int) -> Tuple[int, int]:
+        """The size the image is resized to before the sliding window."""
+        r = self.resize
+        if r and r['type'] == 'short_side':
+            return short_side_size(h, w, r['short_side'], r.get('size_divisor') or 1, r.get('max_long_side'))
+        if r and r['type'] == 'keep_ratio':
+            return keep_ratio_size(h, w, r['scale'])
+        if min(h, w) < min(self.crop):
+            return short_side_size(h, w, min(self.crop), self.patch_size)
+        return h, w
+
+    def normalize(self, img_bgr: np.ndarray) -> np.ndarray:
+        """``[3, H, W]`` float32: (RGB or BGR as exported) minus mean, over std."""
+        x = img_bgr[:, :, ::-1] if self.rgb else img_bgr
+        x = (x.astype(np.float32) - self.mean) / self.std
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The ONNX model on a normalised ``[B, 3, H, W]`` batch: logits ``[B, C, H, W]``."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+    def slide_logits(self, x: np.ndarray) -> np.ndarray:
+        """Averaged sliding-window logits ``[C, H, W]`` of a normalised ``[3, H, W]`` image (any size)."""
+        _, h, w = x.shape
+        p = self.patch_size
+        ph = max(-(-h // p) * p, self.min_size)
+        pw = max(-(-w // p) * p, self.min_size)
+        if (ph, pw) != (h, w):  # pad bottom/right with 0 (= the mean colour after normalisation)
+            x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)))
+        boxes = window_boxes(ph, pw, self.crop, self.stride)
+        preds = np.zeros((self.num_classes, ph, pw), np.float32)
+        count = np.zeros((ph, pw), np.float32)
+        for s in range(0, len(boxes), self.batch_size):
+            chunk = boxes[s:s + self.batch_size]
+            out = self.run(np.stack([x[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk]))
+            if out.ndim != 4 or out.shape[1] != self.num_classes:
+                raise DeployError(f'{self.bundle_dir}: the model returned shape {out.shape}, expected '
+                                  f'[{len(chunk)}, {self.num_classes}, H, W]')
+            for (y1, y2, x1, x2), o in zip(chunk, out):
+                preds[:, y1:y2, x1:x2] += o
+                count[y1:y2, x1:x2] += 1
+        preds /= count[None]
+        return preds[:, :h, :w]
+
+    def _working_logits(self, img: np.ndarray) -> np.ndarray:
+        import cv2
+        h, w = img.shape[:2]
+        nh, nw = self.working_size(h, w)
+        if (nh, nw) != (h, w):
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return self.slide_logits(self.normalize(img))
+
+    # -- public
+    def logits(self, image: ImageLike) -> np.ndarray:
+        """Class logits ``[C, H, W]`` at the image's own size."""
+        img = as_bgr(image)
+        return resize_bilinear(self._working_logits(img), img.shape[:2], self.align_corners)
+
+    def predict(self, image: ImageLike) -> np.ndarray:
+        """The label map ``H x W`` (uint8 up to 256 classes, else int32)."""
+        img = as_bgr(image)
+        label = argmax_resized(self._working_logits(img), img.shape[:2], self.align_corners)
+        return label.astype(np.uint8 if self.num_classes <= 256 else np.int32)
+
+    def segment(self, image: ImageLike, alpha: float = 0.5,
+                side_by_side: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """``(label_map H x W, overlay H x W x 3 uint8 BGR)``; ``image`` is a path or a BGR array."""
+        img = as_bgr(image)
+        label = argmax_resized(self._working_logits(img), img.shape[:2], self.align_corners)
+        label = label.astype(np.uint8 if self.num_classes <= 256 else np.int32)
+        return label, overlay(img, label, self.palette, alpha, side_by_side)
+
+
+def _pair(v) -> Tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    v = list(v)
+    if len(v) != 2:
+        raise ValueError(f'expected an int or a pair, got {v!r}')
+    return int(v[0]), int(v[1])
+
+
+def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+                slide: Optional[Sequence] = None, batch_size: int = 4, verify_hashes: bool = False) -> Segmenter:
+    """Open an export bundle: the manifest is validated against the ONNX model (format tag, model id,
+    input name and rank, number of classes, patch size); every error names the file at fault.
+
+    ``slide=(crop, stride)`` overrides the manifest's window; ``verify_hashes`` checks every file's
+    sha256 (slow for large models; sizes are always checked).
+    """
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    check_files(bundle_dir, manifest, verify_hashes)
+    path = bundle_dir / manifest['onnx']['file']
+    session = open_session(path, providers, threads)
+    check_session(session, manifest, path)
+    seg = Segmenter(bundle_dir, manifest, session, slide=slide, batch_size=batch_size)
+    logger.info('loaded %s', seg)
+    return seg

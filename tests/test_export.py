@@ -1,0 +1,406 @@
+"""Export: ONNX with parity checks, the torch-free deploy runtime, safetensors and torch.export bundles."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perception.apis import train
+from perception.datasets.demo_data import CLASSES as DEMO_CLASSES, PALETTE as DEMO_PALETTE, make_demo_dataset
+from perception.deploy import DeployError, load_bundle, resize_bilinear, window_boxes
+from perception.deploy.bundle import sha256_file
+from perception.export import (ExportableSegmentor, ExportError, ExportVerificationError, adaptive_pool_matrix,
+                               export_segmentor, reference_logits)
+from perception.inference import init_segmentor, segment
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_UPERNET = str(ROOT / 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py')
+DEMO_LINEAR = str(ROOT / 'mmcfg/demo/linear_internvit-tiny_1xb8-1k_demo-shapes-112x112.py')
+BLOCK_TORCH = ("import sys\n"
+               "for _m in ('torch', 'torchvision', 'mmseg', 'mmengine', 'mmcv', 'mmpretrain'):\n"
+               "    sys.modules[_m] = None  # any import of these now raises ImportError\n")
+
+
+def _opts(data_root, iters=1):
+    o = {'train_dataloader.batch_size': 2, 'train_cfg.max_iters': iters, 'train_cfg.val_interval': 1000,
+         'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 1,
+         'param_scheduler': [dict(type='ConstantLR', factor=1.0, by_epoch=False)]}
+    for split in ('train', 'val', 'test'):
+        o.update({f'{split}_dataloader.dataset.data_root': data_root, f'{split}_dataloader.num_workers': 0,
+                  f'{split}_dataloader.persistent_workers': False})
+    return o
+
+
+@pytest.fixture(scope='module')
+def demo_data(tmp_path_factory):
+    return str(make_demo_dataset(tmp_path_factory.mktemp('demo') / 'shapes', seed=3, num_train=4, num_val=2))
+
+
+@pytest.fixture(scope='module')
+def trained(demo_data, tmp_path_factory):
+    """The two tiny demo segmentors after one training iteration: {'upernet'|'linear': checkpoint}."""
+    out = {}
+    for name, cfg in (('upernet', DEMO_UPERNET), ('linear', DEMO_LINEAR)):
+        wd = tmp_path_factory.mktemp(f'train_{name}')
+        train(cfg, work_dir=str(wd), cfg_options=_opts(demo_data))
+        out[name] = str(wd / 'iter_1.pth')
+        assert os.path.isfile(out[name])
+    return out
+
+
+@pytest.fixture(scope='module')
+def upernet_bundle(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp('bundles') / 'upernet'
+    m = export_segmentor(DEMO_UPERNET, trained['upernet'], out, formats=('onnx', 'safetensors', 'pt2'))
+    return out, m
+
+
+@pytest.fixture(scope='module')
+def linear_bundle(trained, tmp_path_factory):
+    """Exported through the CLI, with the external-data path forced by a zero threshold."""
+    out = tmp_path_factory.mktemp('bundles') / 'linear'
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/export.py'), DEMO_LINEAR, trained['linear'], '--format',
+                        'onnx', '--out', str(out), '--external-data-threshold', '0', '--verify-size', '112x112',
+                        '56x98'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, json.loads((out / 'manifest.json').read_text()), r.stdout + r.stderr
+
+
+def _torch_model(config, ckpt, slide=None):
+    return init_segmentor(config, ckpt, 'cpu', slide=slide)
+
+
+def _ort_vs_torch(bundle, model, shapes, seed=5):
+    seg = load_bundle(bundle)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for shape in shapes:
+        x = torch.randn(*shape, generator=g)
+        ref = reference_logits(model, x).numpy()
+        out = seg.run(x.numpy())
+        assert out.shape == ref.shape
+        rows.append((float(np.abs(out - ref).max()), float((out.argmax(1) == ref.argmax(1)).mean()),
+                     float(np.abs(ref).max())))
+    return rows
+
+
+def _odd_image(demo_data, size=(97, 150)):
+    """A validation image resized to an odd size (not a multiple of the patch, not the crop)."""
+    src = sorted(Path(demo_data, 'images/validation').glob('*.jpg'))[0]
+    return cv2.resize(cv2.imread(str(src)), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def _copy_bundle(bundle, dst):
+    shutil.copytree(bundle, dst)
+    return Path(dst)
+
+
+def _rewrite_manifest(bundle, **changes):
+    p = Path(bundle) / 'manifest.json'
+    m = json.loads(p.read_text())
+    m.update(changes)
+    p.write_text(json.dumps(m))
+    return m
+
+
+def _resize_entry(bundle, name):
+    """Record the current size of ``name`` in the manifest (a consistent but replaced file)."""
+    p = Path(bundle) / 'manifest.json'
+    m = json.loads(p.read_text())
+    m['files'][name]['bytes'] = (Path(bundle) / name).stat().st_size
+    p.write_text(json.dumps(m))
+
+
+# ----------------------------------------------------------------------------- export + parity
+def test_upernet_bundle_manifest_and_parity_at_two_sizes(upernet_bundle, trained):
+    out, m = upernet_bundle
+    assert sorted(os.listdir(out)) == ['config.py', 'manifest.json', 'model.bf16.safetensors', 'model.onnx',
+                                       'model.pt2']
+    assert m['classes'] == list(DEMO_CLASSES) and m['palette'] == [list(p) for p in DEMO_PALETTE]
+    assert m['num_classes'] == 6 and m['patch_size'] == 14 and m['min_size'] == 28
+    assert m['slide'] == {'crop': [112, 112], 'stride': [70, 70]}  # whole-mode config: crop from the preprocessor
+    assert m['resize'] == {'type': 'short_side', 'short_side': 112, 'size_divisor': 14, 'max_long_side': None}
+    assert m['input']['mean'] == [123.675, 116.28, 103.53] and m['input']['color'] == 'RGB'
+    assert m['opset'] >= 18 and m['onnx']['external_data'] == []
+    assert m['source']['checkpoint_sha256'] == sha256_file(trained['upernet'])
+    assert m['source']['config_sha256'] == sha256_file(DEMO_UPERNET)
+    for name, info in m['files'].items():
+        assert (out / name).stat().st_size == info['bytes'] and sha256_file(out / name) == info['sha256']
+    rows = m['verification']['onnxruntime']
+    assert [r['shape'] for r in rows] == [[1, 6, 112, 112], [2, 6, 56, 84]]
+    assert all(r['max_abs_diff'] < 1e-4 and r['argmax_agreement'] > 0.999 for r in rows)
+    # independently: fresh sizes and batch sizes the export never saw, against a freshly built model
+    model = _torch_model(DEMO_UPERNET, trained['upernet'])
+    for diff, agree, scale in _ort_vs_torch(out, model, [(3, 3, 140, 98), (1, 3, 56, 196)]):
+        assert diff < 1e-4 * max(1., scale) and agree > 0.999, (diff, agree)
+
+
+def test_linear_export_cli_external_data_and_parity(linear_bundle, trained):
+    out, m, log = linear_bundle
+    assert 'max |logit diff|' in log and 'argmax agreement' in log  # the parity figures are printed
+    data = m['onnx']['external_data']
+    assert data and all((out / f).is_file() for f in data) and set(data) <= set(m['files'])
+    weights = sum((out / f).stat().st_size for f in data)
+    assert (out / 'model.onnx').stat().st_size < weights  # the graph alone; weights outside
+    assert [r['shape'] for r in m['verification']['onnxruntime']] == [[1, 6, 112, 112], [2, 6, 56, 98]]
+    assert m['classes'] == list(DEMO_CLASSES)
+    model = _torch_model(DEMO_LINEAR, trained['linear'])
+    for diff, agree, scale in _ort_vs_torch(out, model, [(2, 3, 112, 112), (1, 3, 70, 154)]):
+        assert diff < 1e-4 * max(1., scale) and agree > 0.999, (diff, agree)
+
+
+def test_exportable_pieces_match_pytorch():
+    """The export-friendly adaptive pooling equals PyTorch's for divisible and non-divisible sizes."""
+    x = torch.randn(2, 5, 7, 11)
+    for o in (1, 2, 3, 6):
+        ph, pw = adaptive_pool_matrix(7, o, x), adaptive_pool_matrix(11, o, x)
+        ours = torch.einsum('ih,bchw,jw->bcij', ph, x, pw)
+        torch.testing.assert_close(ours, F.adaptive_avg_pool2d(x, o), atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- deploy runtime
+@pytest.mark.parametrize('name', ['upernet', 'linear'])
+def test_deploy_matches_pytorch_sliding_window(name, upernet_bundle, linear_bundle, trained, demo_data):
+    bundle = {'upernet': upernet_bundle, 'linear': linear_bundle}[name][0]
+    config = {'upernet': DEMO_UPERNET, 'linear': DEMO_LINEAR}[name]
+    seg = load_bundle(bundle)
+    model = _torch_model(config, trained[name], slide=(seg.crop[0], seg.stride[0]))
+    for size in ((97, 150), (131, 64)):
+        img = _odd_image(demo_data, size)
+        label, over = seg.segment(img)
+        assert label.shape == size and label.dtype == np.uint8 and over.shape == size + (3,)
+        assert over.dtype == np.uint8 and label.max() < 6
+        ref_label, res = segment(model, img)
+        agree = (label == ref_label).mean()
+        diff = np.abs(seg.logits(img) - res.seg_logits.data.numpy()).max()
+        assert agree > 0.995 and diff < 1e-3, (size, agree, diff)
+
+
+def test_deploy_geometry_helpers():
+    for align in (False, True):
+        x = np.random.default_rng(0).standard_normal((4, 9, 13)).astype(np.float32)
+        for size in ((20, 31), (5, 6), (9, 13)):
+            ref = F.interpolate(torch.from_numpy(x)[None], size=size, mode='bilinear', align_corners=align)[0]
+            np.testing.assert_allclose(resize_bilinear(x, size, align), ref.numpy(), atol=1e-5)
+    for h, w in ((112, 112), (126, 300), (56, 70), (300, 98)):
+        boxes = window_boxes(h, w, (112, 112), (70, 70))
+        cover = np.zeros((h, w), int)
+        for y1, y2, x1, x2 in boxes:
+            assert y2 - y1 == min(112, h) and x2 - x1 == min(112, w) and y1 >= 0 and x1 >= 0
+            cover[y1:y2, x1:x2] += 1
+        assert cover.min() >= 1
+
+
+def test_deploy_small_and_large_images_without_test_resize(upernet_bundle, demo_data):
+    """Without a test resize: images smaller than the crop are upscaled, larger ones slide."""
+    seg = load_bundle(upernet_bundle[0])
+    seg.resize = None
+    calls = []
+    run = seg.run
+    seg.run = lambda b: calls.append(b.shape) or run(b)
+    label, _ = seg.segment(_odd_image(demo_data, (30, 45)))
+    assert label.shape == (30, 45) and calls and all(s[2:] == (112, 112) for s in calls)
+    calls.clear()
+    label, _ = seg.segment(_odd_image(demo_data, (200, 257)))
+    assert label.shape == (200, 257)
+    assert sum(s[0] for s in calls) == len(window_boxes(210, 266, (112, 112), (70, 70))) > 4
+
+
+def test_deploy_imports_and_runs_without_torch(upernet_bundle, demo_data, tmp_path):
+    imgs = tmp_path / 'imgs'
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / 'good.png'), _odd_image(demo_data, (97, 150)))
+    (imgs / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit('torch was importable')
+        import runpy
+        import perception.deploy as d
+        seg = d.load_bundle({str(upernet_bundle[0])!r})
+        label, over = seg.segment({str(imgs / 'good.png')!r})
+        print('LABEL', label.shape, int(label.max()) < 6)
+        sys.argv = ['infer.py', '--backend', 'onnx', {str(upernet_bundle[0])!r}, {str(imgs)!r},
+                    '--out', {str(tmp_path / 'out')!r}]
+        try:
+            runpy.run_path({str(ROOT / 'tools/infer.py')!r}, run_name='__main__')
+        except SystemExit as e:
+            print('RC', e.code)
+        heavy = sorted(m for m in sys.modules if m.split('.')[0] in
+                       ('torch', 'mmseg', 'mmengine', 'mmcv') and sys.modules[m] is not None)
+        print('HEAVY', heavy)
+    """)
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'LABEL (97, 150) True' in r.stdout and 'RC 0' in r.stdout and 'HEAVY []' in r.stdout, r.stdout
+    assert 'broken.jpg' in r.stderr
+    label = cv2.imread(str(tmp_path / 'out/good_label.png'), cv2.IMREAD_UNCHANGED)
+    assert label.shape == (97, 150) and label.max() < 6
+    assert (tmp_path / 'out/good_overlay.jpg').is_file() and not (tmp_path / 'out/broken_label.png').exists()
+
+
+# ----------------------------------------------------------------------------- clear errors
+def test_missing_broken_truncated_and_foreign_onnx(upernet_bundle, linear_bundle, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    src = upernet_bundle[0]
+    b = _copy_bundle(src, tmp_path / 'missing')
+    os.remove(b / 'model.onnx')
+    with pytest.raises(DeployError, match=r'model\.onnx is missing'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'truncated')
+    data = (b / 'model.onnx').read_bytes()
+    (b / 'model.onnx').write_bytes(data[:len(data) // 2])
+    with pytest.raises(DeployError, match=r'truncated/model\.onnx is truncated: \d+ bytes'):
+        load_bundle(b)
+    _resize_entry(b, 'model.onnx')  # the manifest updated too: onnxruntime itself must refuse it
+    with pytest.raises(DeployError, match=r'model\.onnx is not a loadable ONNX model'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'broken')
+    (b / 'model.onnx').write_bytes(bytes(reversed(data)))  # same size, garbage
+    with pytest.raises(DeployError, match=r'broken/model\.onnx is not a loadable ONNX model'):
+        load_bundle(b)
+    with pytest.raises(DeployError, match='corrupt or modified: sha256'):
+        load_bundle(b, verify_hashes=True)
+
+    b = _copy_bundle(src, tmp_path / 'foreign')
+    x = helper.make_tensor_value_info('input', TensorProto.FLOAT, ['b', 3, 'h', 'w'])
+    y = helper.make_tensor_value_info('logits', TensorProto.FLOAT, ['b', 3, 'h', 'w'])
+    g = helper.make_graph([helper.make_node('Identity', ['input'], ['logits'])], 'g', [x], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]), str(b / 'model.onnx'))
+    _resize_entry(b, 'model.onnx')
+    with pytest.raises(DeployError, match=r'model\.onnx is a foreign ONNX model: it was not exported by '
+                                          r'perception'):
+        load_bundle(b)
+
+    # another export's model (its id differs from the manifest's)
+    b = _copy_bundle(src, tmp_path / 'swapped')
+    lin = linear_bundle[0]
+    shutil.copy(lin / 'model.onnx', b / 'model.onnx')
+    for f in linear_bundle[1]['onnx']['external_data']:
+        shutil.copy(lin / f, b / f)
+    _resize_entry(b, 'model.onnx')
+    with pytest.raises(DeployError, match=r'manifest\.json does not belong to .*model\.onnx'):
+        load_bundle(b)
+
+
+def test_manifest_that_does_not_match_the_model(upernet_bundle, tmp_path):
+    src = upernet_bundle[0]
+    b = _copy_bundle(src, tmp_path / 'classes')
+    _rewrite_manifest(b, num_classes=7, classes=list(DEMO_CLASSES) + ['extra'],
+                      palette=[list(p) for p in DEMO_PALETTE] + [[1, 2, 3]])
+    with pytest.raises(DeployError, match=r'manifest has 7 classes, the model outputs 6 channels'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'count')
+    _rewrite_manifest(b, num_classes=7)
+    with pytest.raises(DeployError, match=r"manifest key 'classes' lists 6 names but num_classes is 7"):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'input')
+    m = json.loads((b / 'manifest.json').read_text())
+    _rewrite_manifest(b, input=dict(m['input'], name='pixels'))
+    with pytest.raises(DeployError, match=r"manifest input name 'pixels', model input 'input'"):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'patch')
+    _rewrite_manifest(b, patch_size=16, slide={'crop': [128, 128], 'stride': [64, 64]})
+    with pytest.raises(DeployError, match=r'patch_size 16 in the manifest, 14 in the model'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'crop')
+    _rewrite_manifest(b, slide={'crop': [100, 100], 'stride': [64, 64]})
+    with pytest.raises(DeployError, match=r'crop \[100, 100\] is not a multiple of the patch size 14'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'key')
+    m = json.loads((b / 'manifest.json').read_text())
+    del m['slide']
+    (b / 'manifest.json').write_text(json.dumps(m))
+    with pytest.raises(DeployError, match=r"manifest misses key\(s\) \['slide'\]"):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'weights-only')
+    _rewrite_manifest(b, onnx=None)
+    with pytest.raises(DeployError, match=r'this bundle has no ONNX model'):
+        load_bundle(b)
+
+    b = _copy_bundle(src, tmp_path / 'json')
+    (b / 'manifest.json').write_text('{"format": ')
+    with pytest.raises(DeployError, match=r'json/manifest\.json: unreadable manifest'):
+        load_bundle(b)
+    with pytest.raises(DeployError, match=r'manifest\.json not found'):
+        load_bundle(tmp_path)
+    with pytest.raises(DeployError, match='bundle not found'):
+        load_bundle(tmp_path / 'nowhere')
+
+
+def test_failed_export_leaves_no_bundle_and_keeps_the_old_one(upernet_bundle, trained, tmp_path, monkeypatch):
+    out = _copy_bundle(upernet_bundle[0], tmp_path / 'bundles' / 'model')
+    before = {f: sha256_file(out / f) for f in os.listdir(out)}
+    forward = ExportableSegmentor.forward
+    monkeypatch.setattr(ExportableSegmentor, 'forward', lambda self, x: forward(self, x) * 1.5 + 0.25)
+    with pytest.raises(ExportVerificationError, match=r'onnxruntime \(model\.onnx\) does not reproduce PyTorch: '
+                                                      r'\[1, 6, 112, 112\]: max \|logit diff\|'):
+        export_segmentor(DEMO_LINEAR, trained['linear'], out)
+    assert {f: sha256_file(out / f) for f in os.listdir(out)} == before  # the previous bundle, untouched
+    with pytest.raises(ExportVerificationError):
+        export_segmentor(DEMO_LINEAR, trained['linear'], tmp_path / 'bundles' / 'new')
+    assert sorted(os.listdir(tmp_path / 'bundles')) == ['model']  # no half-written bundle, no temp folder
+
+    (tmp_path / 'user').mkdir()
+    (tmp_path / 'user' / 'notes.txt').write_text('mine')
+    with pytest.raises(ExportError, match='is not an export bundle'):
+        export_segmentor(DEMO_LINEAR, trained['linear'], tmp_path / 'user')
+    with pytest.raises(ExportError, match='unknown export format'):
+        export_segmentor(DEMO_LINEAR, trained['linear'], tmp_path / 'x', formats=('tflite',))
+
+
+# ----------------------------------------------------------------------------- PyTorch-side formats
+def test_safetensors_bundle_reloads_for_pytorch(upernet_bundle, trained):
+    from perception.checkpoint.io import read_safetensors
+    out, m = upernet_bundle
+    tensors, meta = read_safetensors(out / 'model.bf16.safetensors')
+    assert meta['dtype'] == 'bf16' and meta['model_id'] == m['model_id']
+    assert {t.dtype for t in tensors.values() if t.dtype.is_floating_point} == {torch.bfloat16}
+    assert any(k.startswith('auxiliary_head.') for k in tensors)  # the whole segmentor, for fine-tuning
+    ref = _torch_model(DEMO_UPERNET, trained['upernet'])
+    got = _torch_model(str(out / 'config.py'), str(out / 'model.bf16.safetensors'))
+    x = torch.randn(1, 3, 112, 140, generator=torch.Generator().manual_seed(0))
+    a, b = reference_logits(ref, x), reference_logits(got, x)
+    assert (a - b).abs().max() < 0.05 * max(1., a.abs().max().item())
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.9
+
+
+def test_dumped_config_drops_the_pretrained_backbone_file(tmp_path):
+    from mmengine.config import Config
+    from perception.export import dump_config
+    cfg = Config.fromfile(str(ROOT / 'mmcfg/internvit/upernet_internvit-300m-frozen_8xb2-80k_ade20k-504x504.py'))
+    assert cfg.model.backbone.init_cfg.checkpoint
+    dump_config(cfg, tmp_path / 'config.py')
+    back = Config.fromfile(str(tmp_path / 'config.py'))
+    assert back.model.backbone.init_cfg is None and back.model.backbone.arch == '300m'
+    assert back.model.decode_head.channels == 1024 and back.model.test_cfg.stride == (322, 322)
+
+
+def test_pt2_program_runs_at_new_sizes(upernet_bundle, trained):
+    out, m = upernet_bundle
+    assert all(r['max_abs_diff'] < 1e-4 for r in m['pt2']['verification'])
+    prog = torch.export.load(str(out / 'model.pt2')).module()
+    model = _torch_model(DEMO_UPERNET, trained['upernet'])
+    x = torch.randn(3, 3, 98, 126, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(prog(x), reference_logits(model, x), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,69 @@
+"""Export a trained segmentor for deployment, verified against PyTorch.
+
+    python tools/export.py CONFIG CHECKPOINT --format onnx --out DIR
+    python tools/export.py CONFIG CHECKPOINT --format onnx safetensors pt2 --dtype bf16 --out DIR
+
+DIR becomes a bundle: model.onnx (+ model.onnx.data above 2 GB), manifest.json, config.py and the other
+formats asked for. The ONNX model runs in onnxruntime on two sample sizes and is compared with PyTorch
+before anything is written; past the tolerance the export fails and DIR is left as it was. Run the
+bundle without torch: ``python tools/infer.py --backend onnx DIR images/ --out out/``.
+CHECKPOINT may be ``none`` (the config's own initialisation, e.g. to test a deployment path).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.apis import DictAction  # noqa: E402
+
+
+def _size(s):
+    try:
+        h, w = (int(v) for v in s.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HxW, got {s!r}')
+    return h, w
+
+
+def main(argv=None):
+    from perception.export import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, EXTERNAL_DATA_THRESHOLD, FORMATS
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('checkpoint', help="segmentor checkpoint (any format this project reads) or 'none'")
+    p.add_argument('--format', nargs='+', default=['onnx'], choices=FORMATS, dest='formats')
+    p.add_argument('--out', required=True, help='bundle folder (replaced atomically when it is a bundle)')
+    p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'], help='safetensors weights')
+    p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
+                   help="sliding window recorded for the runtime (default: the config's test_cfg)")
+    p.add_argument('--opset', type=int, default=None, help='ONNX opset (default: the exporter\'s)')
+    p.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
+                   help='max |onnx - torch| logit difference, relative to max(1, max |logit|)')
+    p.add_argument('--min-agreement', type=float, default=DEFAULT_MIN_AGREEMENT,
+                   help='minimum fraction of pixels whose argmax must agree')
+    p.add_argument('--verify-size', nargs='+', type=_size, metavar='HxW',
+                   help='sample sizes for the parity check, the first at batch 1, the others at batch 2 '
+                        '(default: the crop and a smaller non-square size)')
+    p.add_argument('--external-data-threshold', type=int, default=EXTERNAL_DATA_THRESHOLD,
+                   help='weights above this many bytes go to model.onnx.data (default 1.5 GiB, under '
+                        'protobuf\'s 2 GiB limit)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = p.parse_args(argv)
+    from perception.export import ExportError, export_segmentor
+    ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    sizes = None
+    if args.verify_size:
+        sizes = [(1 if i == 0 else 2, h, w) for i, (h, w) in enumerate(args.verify_size)]  # batch 2 too
+    try:
+        export_segmentor(args.config, ckpt, args.out, args.formats, cfg_options=args.cfg_options,
+                         slide=((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None,
+                         opset=args.opset, tolerance=args.tolerance, min_agreement=args.min_agreement,
+                         verify_sizes=sizes, external_data_threshold=args.external_data_threshold,
+                         dtype=args.dtype)
+    except ExportError as e:
+        print(f'export failed: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
