@@ -70,7 +70,7 @@ DEMO_CONFIG = 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py'
 
 def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo',
                           data_root: str = 'data/demo_shapes', seed: int = 0, num_overlays: int = 6,
-                          cfg_options: Optional[dict] = None) -> dict:
+                          cfg_options: Optional[dict] = None, fp32: bool = False) -> dict:
     """``make demo``: generate the shapes dataset, train a tiny InternViT + UperNet on CPU, evaluate,
     write overlays of a few validation images and the learning curve, return the metrics."""
     import json
@@ -92,7 +92,7 @@ def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/
     opts = {'train_dataloader.dataset.data_root': data_root, 'val_dataloader.dataset.data_root': data_root,
             'test_dataloader.dataset.data_root': data_root}
     opts.update(cfg_options or {})
-    runner = train(config, work_dir=work_dir, cfg_options=opts)
+    runner = train(config, work_dir=work_dir, cfg_options=opts, fp32=fp32)
     hub = runner.message_hub
     if runner.val_loop is not None and runner.iter % runner.train_loop.val_interval == 0 \
             and 'val/mIoU' in hub.log_scalars:

@@ -23,11 +23,12 @@ def main(argv=None):
     p.add_argument('--image', help='backbone demo: an image file (default: a generated test pattern)')
     p.add_argument('--size', type=int, nargs=2, default=(224, 308), metavar=('H', 'W'))
     p.add_argument('--amp', action='store_true', help='backbone demo: bf16 autocast')
+    p.add_argument('--fp32', action='store_true', help='segmentation demo: train in fp32 instead of bf16 autocast')
     args = p.parse_args(argv)
     if args.backbone:
         run_backbone_demo(args.backbone, image=args.image, size=tuple(args.size), amp=args.amp)
         return
-    res = run_segmentation_demo(args.config, args.work_dir, args.data_root)
+    res = run_segmentation_demo(args.config, args.work_dir, args.data_root, fp32=args.fp32)
     m = res['metrics']
     print(f"\nmIoU {float(m.get('mIoU', float('nan'))):.2f} on the demo validation split, "
           f"{res['elapsed_s'] / 60:.1f} min; overlays: {res['overlays']}; learning curve: {res['curve']}")

@@ -36,6 +36,15 @@ def main(argv=None):
     args = parse_args(argv)
     train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
           cfg_options=args.cfg_options, launcher=args.launcher)
+    if args.launcher != 'none':
+        # All ranks passed a barrier and the process group is destroyed (perception.apis.train). Skip
+        # the interpreter's teardown: gloo's background threads, destroyed during static destruction,
+        # occasionally abort a finished rank ("terminate called without an active exception").
+        import logging
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == '__main__':
