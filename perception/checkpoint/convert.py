@@ -1,6 +1,5 @@
 """Convert any released InternViT checkpoint to this project's safetensors layout, and summarise one."""
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional, Union
@@ -10,22 +9,12 @@ from mmengine.logging import print_log
 
 from ..layers.vision_transformer import ARCH_PRESETS
 from .errors import CheckpointError
-from .formats import FORMATS, detect_format
+from .formats import FORMATS, convert_to_internvit, detect_format
 from .io import write_safetensors
-from .loader import (DTYPE_NAMES, _describe, _log_unused, arch_for_source, check_compatible,
+from .loader import (DTYPE_NAMES, _describe, _log_unused, _progress, arch_for_source, check_compatible,
                      open_checkpoint, read_backbone_state)
 
 FORMAT_TAG = 'perception-internvit'
-
-
-def _progress(desc):
-    def wrap(items):
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return items
-        return tqdm(items, desc=desc, unit='tensor', disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    return wrap
 
 
 def _expected_shapes(arch: dict):
@@ -52,7 +41,7 @@ def convert_checkpoint(src: Union[str, Path], dst: Union[str, Path], config=None
     check_compatible(_expected_shapes(arch), sd, source.path)  # strict before writing anything
     _log_unused(unused, source.path)
     meta = {'format': FORMAT_TAG, 'arch': json.dumps(arch), 'source': str(src), 'source_format': fmt}
-    write_safetensors(dst, sd, metadata=meta, dtype=dtype, progress=_progress(f'converting {Path(src).name}'))
+    write_safetensors(dst, sd, metadata=meta, dtype=dtype, progress=lambda names: _progress(names, f'converting {Path(src).name}', len(names)))
     print_log(f'wrote {dst} from {source.path} ({_describe(source, fmt)}), {len(sd)} tensors', logger='current')
     return checkpoint_info(dst)
 
@@ -78,7 +67,7 @@ def checkpoint_info(path: Union[str, Path], config=None) -> dict:
     if fmt == 'imagenet_head':
         info['kind'] = 'classification head'
         return info
-    _, sd, unused, _ = read_backbone_state(path)
+    sd, unused, _ = convert_to_internvit(source.tensors, fmt)  # the files are already open
     info['kind'] = 'backbone'
     info['num_params'] = sum(t.numel() for t in sd.values())
     info['unused'] = {g: len(k) for g, k in unused.items()}
