@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PERCEPTION_WHEELHOUSE ?= $(if $(wildcard ../shared/wheelhouse),$(abspath ../shared/wheelhouse),)
 
-.PHONY: install demo test bench bench-export clean
+.PHONY: install demo test bench bench-export gpu-check clean
 
 install:
 	bash tools/install.sh
@@ -19,6 +19,9 @@ bench: install
 
 bench-export: install
 	$(PY) tools/benchmark_export.py
+
+gpu-check: install
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf work_dirs .pytest_cache

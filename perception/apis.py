@@ -33,10 +33,6 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename or 'config'))[0])
     cuda = torch.cuda.is_available()
     strategy = (cfg.get('strategy') or {}).get('type')
-    if strategy == 'FSDPStrategy' and not cuda:
-        raise RuntimeError(f'{cfg.filename}: FSDP (FSDPStrategy) needs CUDA GPUs: torch {torch.__version__} '
-                           'refuses FSDP without an accelerator. On CPU train the DDP configs with '
-                           'tools/dist_train.sh (gloo); see docs/scaling.md')
     if strategy == 'DeepSpeedStrategy':
         try:
             import deepspeed  # noqa: F401
@@ -124,6 +120,11 @@ def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: O
     from .classification.checkpoint import load_classifier_checkpoint
     from .segmentation.checkpoint import load_segmentor_checkpoint
     cfg = prepare_config(config, work_dir, False, False, cfg_options, launcher)
+    if cfg.get('runner_type') == 'FlexibleRunner':
+        # evaluation shards nothing: the plain Runner (DDP when distributed) runs the same model
+        strategy = (cfg.pop('strategy', None) or {}).get('type')
+        cfg.pop('runner_type')
+        print_log(f'testing with mmengine\'s Runner; the config\'s {strategy} is for training', logger='current')
     if cfg.get('default_scope') == 'mmpretrain':
         cfg.load_from = None
         runner = build_runner(cfg)

@@ -193,6 +193,31 @@ def test_attn_backend_switch(tiny_arch, monkeypatch):
         m(torch.randn(1, 3, 28, 28))
 
 
+def test_auto_does_not_pick_an_xformers_without_kernels(monkeypatch):
+    """Seen on a GPU machine: an xformers wheel built for another torch imports, then raises
+    NotImplementedError ('No operator found') on the first call. 'auto' must use SDPA (with a
+    warning), an explicit 'xformers' must fail naming the reason, before any training step."""
+    from perception.layers import attention as A
+
+    class BrokenXformers:
+        @staticmethod
+        def memory_efficient_attention(q, k, v, scale=None):
+            raise NotImplementedError('No operator found for `memory_efficient_attention_forward`')
+    monkeypatch.delenv('PERCEPTION_ATTN', raising=False)
+    monkeypatch.setattr(A, '_xformers_ops', lambda: BrokenXformers)
+    A.xformers_unusable_reason.cache_clear()
+    A._warn_once.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match='uses PyTorch SDPA: xformers cannot run on cuda'):
+            assert A.resolve_attn_backend('auto', 'cuda') == 'sdpa'
+        with pytest.raises(RuntimeError, match="attn_backend='xformers': xformers cannot run on cuda"):
+            A.resolve_attn_backend('xformers', 'cuda')
+        assert A.resolve_attn_backend('auto', 'cpu') == 'sdpa'
+    finally:
+        A.xformers_unusable_reason.cache_clear()
+        A._warn_once.cache_clear()
+
+
 def test_bf16_autocast_close_to_fp32(tiny_arch):
     m = randomize_(InternViT(tiny_arch), seed=9)
     x = torch.randn(1, 3, 56, 56)

@@ -23,37 +23,30 @@ def main(argv=None):
     p.add_argument('--mfu', type=float, default=0.4, help='assumed fraction of peak achieved')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--img', type=int, default=504)
+    p.add_argument('--fp32', action='store_true', help='no mixed precision: fp32 units and activations')
     args = p.parse_args(argv)
     import torch
-    from perception.scaling import (build_segmentor, count_flops, measure_block_activations,
-                                    measure_head_activations, param_counts, plan)
-    cfg, model = build_segmentor(args.config)
-    counts = param_counts(model)
-    bb = model.backbone
-    tokens = (args.img // bb.patch_size) ** 2 + 1
-    blk = measure_block_activations(bb.embed_dims, bb.arch['num_heads'], bb.arch['feedforward_channels'], tokens,
-                                    args.batch)
-    flops = count_flops(model, args.img, args.batch)
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        bb(torch.randn(args.batch, 3, args.img, args.img, device='meta'))
-    bb_flops = fc.get_total_flops()
-    heads = measure_head_activations(model, args.img, args.batch)
-    rows = plan(counts, blk, heads, flops, bb_flops, bb.num_layers, args.gpus, args.gpu_mem, args.peak_tflops,
-                args.mfu, args.batch)
+    from perception.scaling import measure_for_config, plan
+    dtype = torch.float32 if args.fp32 else torch.bfloat16
+    m = measure_for_config(args.config, args.img, args.batch, dtype)
+    counts, blk, heads, flops, bb_flops, tokens = (m['counts'], m['block_act'], m['head_act'], m['flops'],
+                                                   m['backbone_flops'], m['tokens'])
+    rows = plan(counts, blk, heads, flops, bb_flops, m['num_layers'], args.gpus, args.gpu_mem, args.peak_tflops,
+                args.mfu, args.batch, param_bytes=4 if args.fp32 else 2)
     M = 1e6
     print(f'# Memory plan: {Path(args.config).name}, {args.img}x{args.img}, batch {args.batch} per GPU\n')
-    print(f"Parameters (all trained): backbone {counts['backbone'] / M:.2f} M (48 blocks {counts['blocks'] / M:.2f} M, "
+    print(f"Parameters (all trained): backbone {counts['backbone'] / M:.2f} M ({m['num_layers']} blocks {counts['blocks'] / M:.2f} M, "
           f"largest block {counts['largest_block'] / M:.2f} M), pyramid {counts.get('neck', 0) / M:.2f} M, UperNet "
           f"{counts['decode_head'] / M:.2f} M, auxiliary FCN {counts['auxiliary_head'] / M:.2f} M; total "
           f"{counts['total'] / M:.2f} M.\n")
-    print(f"Measured activations (saved for backward, bf16): one block at {tokens} tokens x batch {args.batch}: "
-          f"{blk['saved_bytes'] / 2**20:.0f} MiB (its input alone {blk['input_bytes'] / 2**20:.1f} MiB); pyramid + "
+    print(f"Measured activations (saved for backward, {'fp32' if args.fp32 else 'bf16'}): one block at {tokens} tokens x batch {args.batch}: "
+          f"{blk['saved_bytes'] / 2**20:.1f} MiB (its input alone {blk['input_bytes'] / 2**20:.1f} MiB); pyramid + "
           f"UperNet + FCN: {heads['saved_bytes'] / 2**30:.2f} GiB (logits {heads['logits_shape']}).\n")
     print(f"Forward FLOPs per GPU step: {flops / 1e12:.2f} TFLOP (backbone {bb_flops / 1e12:.2f}); a training step "
           f"= 3 x forward + 1 recomputed backbone forward = {(3 * flops + bb_flops) / 1e12:.2f} TFLOP.\n")
-    print('| GPUs | sharding | fp32 weights | fp32 grads | AdamW state | gathered bf16 units | activations (ckpt) | '
-          'activations (no ckpt) | total per GPU | fits 80 GB | compute s | comm s | step s | img/s |')
+    unit = 'fp32' if args.fp32 else 'bf16'
+    print(f'| GPUs | sharding | fp32 weights | fp32 grads (+ DDP buckets) | AdamW state | gathered {unit} units | '
+          'activations (as run) | activations (no ckpt) | total per GPU | fits | compute s | comm s | step s | img/s |')
     print('|' + '---|' * 14)
     for r in rows:
         print(f"| {r['gpus']} | {r['strategy']} | {r['weights']:.1f} | {r['grads']:.1f} | {r['optim']:.1f} | {r['gathered']:.1f} | "

@@ -51,19 +51,46 @@ def mmengine_safe_globals():
 _HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 
 
-def _history_buffer_getattr(obj, name, *default):
-    """Stands in for ``builtins.getattr`` while unpickling, allowing nothing but what mmengine needs.
+def _allowed_getattr(obj, name, *default):
+    """Stands in for ``builtins.getattr`` while unpickling, allowing nothing but these lookups:
 
-    ``HistoryBuffer.__getstate__`` stores its statistics methods, which pickle writes as
-    ``getattr(HistoryBuffer, 'min')`` etc. Allowing the real ``getattr`` would let a checkpoint reach
-    any attribute of any allow-listed class; this allows exactly those four lookups.
+    * ``HistoryBuffer.{min,max,current,mean}``: ``HistoryBuffer.__getstate__`` stores its statistics
+      methods, which pickle writes as ``getattr(HistoryBuffer, 'min')`` etc.;
+    * ``ShardedTensor.ProcessGroupState`` (a plain named tuple) in FSDP's sharded checkpoints.
+
+    Allowing the real ``getattr`` would let a checkpoint reach any attribute of any allow-listed class.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS and not default:
-        return getattr(obj, name)
+    if not default:
+        if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+            return getattr(obj, name)
+        if name == 'ProcessGroupState' and isinstance(obj, type) and obj.__name__ in _SHARDED_TENSOR_NAMES:
+            from torch.distributed._shard.sharded_tensor.api import ShardedTensor
+            if issubclass(obj, ShardedTensor):
+                return ShardedTensor.ProcessGroupState
     raise pickle.UnpicklingError(
         f'refusing getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) in a weights-only '
-        f'load: only HistoryBuffer.{{{",".join(_HISTORY_BUFFER_METHODS)}}} are allowed')
+        f'load: only HistoryBuffer.{{{",".join(_HISTORY_BUFFER_METHODS)}}} and ShardedTensor.ProcessGroupState '
+        'are allowed')
+
+
+_SHARDED_TENSOR_NAMES = ('ShardedTensor', 'OfflineShardedTensor')
+
+
+def sharded_tensor_globals(sharded_tensor_cls=None) -> list:
+    """What FSDP's sharded ('local') checkpoints hold beyond mmengine's globals, for
+    ``torch.serialization.safe_globals`` around their loading. ``sharded_tensor_cls`` replaces
+    ``ShardedTensor`` (e.g. a subclass that reads a shard without a process group)."""
+    from torch.distributed._shard import metadata as shard_md
+    from torch.distributed._shard.sharded_tensor import api, metadata, shard
+    from torch.distributed._shard.sharding_spec import api as spec_api
+    from torch.distributed._shard.sharding_spec import chunk_sharding_spec
+    from torch.distributed.remote_device import _remote_device
+    st = api.ShardedTensor if sharded_tensor_cls is None else \
+        (sharded_tensor_cls, 'torch.distributed._shard.sharded_tensor.api.ShardedTensor')
+    return [st, api.ShardedTensor.ProcessGroupState, metadata.MEM_FORMAT_ENCODING, metadata.ShardedTensorMetadata,
+            metadata.TensorProperties, shard.Shard, shard_md.ShardMetadata, spec_api.EnumerableShardingSpec,
+            chunk_sharding_spec.ChunkShardingSpec, _remote_device]
 
 
 def allow_mmengine_globals():
@@ -71,12 +98,13 @@ def allow_mmengine_globals():
     global _ALLOWED
     if not _ALLOWED:
         torch.serialization.add_safe_globals(
-            mmengine_safe_globals() + [(_history_buffer_getattr, 'builtins.getattr')])
+            mmengine_safe_globals() + [(_allowed_getattr, 'builtins.getattr')])
         _ALLOWED = True
 
 
-def torch_load(path, mmap: bool = True):
+def torch_load(path, mmap: bool = True, extra_globals=None):
     """Weights-only ``torch.load`` on CPU, memory-mapped when the file allows; clear errors.
+    ``extra_globals``: allowed for this load only (``torch.serialization.safe_globals``).
 
     Returns ``(object, mmapped)``.
     """
@@ -90,7 +118,8 @@ def torch_load(path, mmap: bool = True):
         raise CheckpointError(f'cannot read checkpoint {path}: {e}') from e
     use_mmap = mmap and is_zip
     try:
-        return torch.load(path, map_location='cpu', weights_only=True, mmap=use_mmap), use_mmap
+        with torch.serialization.safe_globals(list(extra_globals or [])):
+            return torch.load(path, map_location='cpu', weights_only=True, mmap=use_mmap), use_mmap
     except pickle.UnpicklingError as e:
         msg = re.sub(r'\x1b\[[0-9;]*m', '', str(e))
         lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]

@@ -37,6 +37,25 @@ def xformers_available() -> bool:
     return _xformers_ops() is not None
 
 
+@functools.lru_cache(maxsize=None)
+def xformers_unusable_reason(device_type: str = 'cuda'):
+    """None when xformers' memory-efficient attention runs on ``device_type``, else why it does not.
+
+    An importable xformers can still lack kernels for this torch / CUDA (a wheel built for another
+    torch imports, warns, and then raises ``NotImplementedError`` on the first call): one tiny call
+    tells, once per device type.
+    """
+    xops = _xformers_ops()
+    if xops is None:
+        return 'xformers is not importable'
+    try:
+        q = torch.zeros(1, 8, 1, 16, device=device_type, dtype=torch.float16)
+        xops.memory_efficient_attention(q, q, q)
+    except Exception as e:  # NotImplementedError ("No operator found"), RuntimeError
+        return f'xformers cannot run on {device_type}: ' + (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return None
+
+
 def check_attn_backend(name: str) -> str:
     if name not in ATTN_BACKENDS:
         raise ValueError(f'attn_backend must be one of {ATTN_BACKENDS}, got {name!r}')
@@ -63,7 +82,12 @@ def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
     name = requested_attn_backend(attn_backend)
     dev = torch.device(device).type
     if name == 'auto':
-        return 'xformers' if dev == 'cuda' and xformers_available() else 'sdpa'
+        if dev == 'cuda' and xformers_available():
+            why = xformers_unusable_reason('cuda')
+            if why is None:
+                return 'xformers'
+            _warn_once(f"attn_backend='auto' uses PyTorch SDPA: {why}")
+        return 'sdpa'
     if name == 'xformers':
         if not xformers_available():
             raise RuntimeError("attn_backend='xformers' but xformers is not importable: "
@@ -71,7 +95,16 @@ def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
         if dev not in ('cuda', 'meta'):
             raise RuntimeError(f"attn_backend='xformers' needs CUDA tensors (xformers has no {dev} "
                                "kernels); use 'sdpa' or 'auto'")
+        if dev == 'cuda' and xformers_unusable_reason('cuda') is not None:
+            raise RuntimeError(f"attn_backend='xformers': {xformers_unusable_reason('cuda')}; reinstall xformers "
+                               "for this torch, or use 'sdpa' / 'auto'")
     return name
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(msg: str):
+    import warnings
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,

@@ -1,11 +1,13 @@
-# Full-parameter training of InternViT-6B on PyTorch FSDP through mmengine's FlexibleRunner:
+# Full-parameter training on PyTorch FSDP through mmengine's FlexibleRunner, one strategy for every
+# model size (the 6B configs and the tiny config that CI runs on 2 CPU processes both inherit it):
 # every transformer block is an FSDP unit (full shard: parameters, gradients and AdamW state are
-# sharded over the GPUs), bf16 compute with fp32 gradient reduction, activation checkpointing per
-# block, sharded ('local') checkpoints that resume. Layer-wise lr decay reads through the
-# `_fsdp_wrapped_module.` prefixes (use_orig_params=True keeps per-parameter names and groups).
+# sharded over the ranks), bf16 compute with fp32 gradient reduction, activation checkpointing per
+# block, sharded ('local') checkpoints that resume (tools/consolidate_checkpoint.py merges them).
+# PortableFSDPStrategy is mmengine's FSDPStrategy that also runs on CPU (gloo) and keeps layer-wise
+# lr decay and gradient clipping exact under sharding (perception/engine/fsdp.py).
 runner_type = 'FlexibleRunner'
 strategy = dict(
-    type='FSDPStrategy',
+    type='PortableFSDPStrategy',
     model_wrapper=dict(
         auto_wrap_policy=dict(type='internvit_block_wrap_policy'),
         sharding_strategy='FULL_SHARD',

@@ -1,0 +1,56 @@
+"""Turn an FSDP sharded checkpoint (``iter_N.pth/rank*.pth``) into one ordinary segmentor checkpoint.
+
+The model's parameter shapes come from the config stored in the checkpoint (or ``config``); the
+segmentor is built on the ``meta`` device, so nothing but the weights is allocated.
+"""
+from pathlib import Path
+from typing import Optional
+
+import torch
+from mmengine.logging import print_log
+
+from ..checkpoint.errors import CheckpointError
+from ..checkpoint.io import atomic_write
+from ..checkpoint.sharded import assemble_state_dict, read_sharded_checkpoint
+
+
+def _build_meta_model(cfg_text: Optional[str], config: Optional[str], where: str):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import perception
+    from ..apis import _replace_syncbn
+    perception.ensure_registered()
+    if config is not None:
+        cfg = Config.fromfile(config)
+    elif cfg_text:
+        cfg = Config.fromstring(cfg_text, '.py')
+    else:
+        raise CheckpointError(f'{where}: the checkpoint stores no config; pass the training config (--config)')
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    from mmseg.registry import MODELS
+    _replace_syncbn(cfg.model)
+    with torch.device('meta'):
+        return MODELS.build(cfg.model)
+
+
+def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
+    """Read every rank's shard of ``src`` (a sharded checkpoint folder or a work dir), assemble whole
+    tensors and write ``out`` (``{'meta': ..., 'state_dict': ...}``, weights-only loadable) atomically.
+    Returns the written checkpoint's meta. Nothing is written when a rank file is missing or broken."""
+    out = Path(out)
+    per_rank, folder = read_sharded_checkpoint(src)
+    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+        raise CheckpointError(f'{out}: the output must not be inside the sharded checkpoint {folder}')
+    meta = dict(per_rank[0].get('meta') or {})
+    model = _build_meta_model(meta.get('cfg'), config, str(folder))
+    sd = model.state_dict()
+    shapes = {k: v.shape for k, v in sd.items()}
+    state = assemble_state_dict(per_rank, shapes, [n for n, _ in model.named_parameters()], str(folder))
+    meta['consolidated_from'] = dict(path=str(folder), world_size=len(per_rank))
+    with atomic_write(out) as tmp:
+        torch.save({'meta': meta, 'state_dict': state}, tmp)
+    n = sum(t.numel() for t in state.values())
+    print_log(f'consolidated {folder} ({len(per_rank)} ranks, iteration {meta.get("iter")}): '
+              f'{len(state)} tensors, {n / 1e6:.2f} M values -> {out}', logger='current')
+    return meta
