@@ -197,6 +197,10 @@ def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path):
     out = tool('consolidate_checkpoint.py', src, out_file)
     assert out.returncode != 0 and 'rank1.pth' in out.stderr and 'Traceback' not in out.stderr
     assert not out_file.exists() and not list(tmp_path.glob('.out.pth*'))
+    # tools that take a checkpoint say what to do with a shard folder
+    from perception.checkpoint import CheckpointError, open_checkpoint
+    with pytest.raises(CheckpointError, match='sharded FSDP checkpoint.*consolidate_checkpoint.py'):
+        open_checkpoint(d / 'w_fsdp' / f'iter_{ITERS}.pth')
     # an existing output is not replaced without --force
     out_file.write_bytes(b'keep')
     out = tool('consolidate_checkpoint.py', d / 'w_fsdp', out_file)

@@ -20,6 +20,7 @@ from ..layers.vision_transformer import ARCH_KEYS, ARCH_PRESETS, parse_arch
 from .errors import CheckpointError, list_keys
 from .formats import FORMATS, convert_to_internvit
 from .io import LazyTensor, read_pickle, read_safetensors
+from .sharded import is_sharded_checkpoint
 
 PICKLE_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt')
 DTYPE_NAMES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16,
@@ -105,6 +106,9 @@ def open_checkpoint(path: Union[str, Path]) -> Source:
             if (path / name).is_file():
                 t, wrapper, meta = _read_file(path / name)
                 return Source(str(path), t, [str(path / name)], config, wrapper, meta)
+        if is_sharded_checkpoint(path):
+            raise CheckpointError(f'{path} is a sharded FSDP checkpoint (rank*.pth): merge it into one file first: '
+                                  f'python tools/consolidate_checkpoint.py {path} OUT.pth')
         ds = _deepspeed_file(path)
         if ds is not None:
             t, wrapper, meta = _read_file(ds)
