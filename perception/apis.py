@@ -92,6 +92,10 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
           cfg_options: Optional[dict] = None, launcher: str = 'none'):
     """Train a config; returns the Runner. ``resume``: True (latest in work_dir) or a checkpoint path."""
     cfg = prepare_config(config, work_dir, amp, fp32, cfg_options, launcher)
+    strategy = (cfg.get('strategy') or {}).get('type')
+    if launcher == 'none' and strategy in ('PortableFSDPStrategy', 'FSDPStrategy', 'DeepSpeedStrategy'):
+        raise RuntimeError(f'{cfg.filename}: {strategy} trains under torchrun: tools/dist_train.sh {cfg.filename} '
+                           'NUM_PROCS (1 for a single GPU or CPU process)')
     if resume is True or resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -153,3 +153,11 @@ def test_memory_plan_script():
     assert len(rows) == 2
     total = [float(re.search(r'\*\*([\d.]+)\*\*', r).group(1)) for r in rows]
     assert total[1] <= total[0]  # more GPUs, less memory each
+
+
+def test_fsdp_config_without_torchrun_names_the_command(tmp_path):
+    from perception.apis import train
+    cfg = str(ROOT / 'mmcfg/scale/upernet_internvit-tiny_fsdp-2xb4-100_demo-shapes-112x112.py')
+    with pytest.raises(RuntimeError, match=r'PortableFSDPStrategy trains under torchrun: tools/dist_train.sh .* NUM_PROCS'):
+        train(cfg, work_dir=str(tmp_path))
+    assert not list(tmp_path.iterdir())  # nothing written
