@@ -39,7 +39,6 @@ from .deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, META_F
                             META_NUM_CLASSES, META_PATCH_SIZE, ONNX_FORMAT_TAG, check_files, check_session,
                             read_manifest, sha256_file)
 from . import ensure_registered
-from .models import InternViT
 
 # ``import perception.deploy`` before this module skips the package's registration: do it here
 ensure_registered()
@@ -115,10 +114,8 @@ class ExportableSegmentor(nn.Module):
     """``forward(x)``: normalised ``[B, 3, H, W]`` -> logits ``[B, num_classes, H, W]``.
 
     The segmentor's backbone, neck and decode head (the auxiliary head is not part of inference), then
-    a bilinear resize to the input size: what ``EncoderDecoder.encode_decode`` computes. For InternViT
-    the backbone runs an export-friendly path with the same parameters and numbers: the position
-    embedding is always resampled (bicubic at the pretraining grid is the identity), with no
-    per-grid cache and no Python branch on the (symbolic) input size.
+    a bilinear resize to the input size: what ``EncoderDecoder.encode_decode`` computes, through the
+    backbone's own forward (InternViT traces with symbolic H, W: see ``pos_embed_for``).
     """
 
     def __init__(self, segmentor):
@@ -128,33 +125,8 @@ class ExportableSegmentor(nn.Module):
         self.decode_head = segmentor.decode_head
         self.align_corners = bool(getattr(segmentor.decode_head, 'align_corners', False))
 
-    def _internvit(self, x: torch.Tensor) -> List[torch.Tensor]:
-        vit = self.backbone
-        p = vit.patch_size
-        B = x.shape[0]
-        h, w = x.shape[2] // p, x.shape[3] // p
-        pe = vit.pos_embed
-        dtype, C = pe.dtype, pe.shape[-1]
-        tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2).to(dtype)
-        tokens = torch.cat([vit.cls_token.expand(B, -1, -1).to(dtype), tokens], dim=1)
-        gh, gw = vit.pretrain_grid
-        grid = pe[:, 1:].float().reshape(1, gh, gw, C).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode='bicubic', align_corners=False)
-        grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, C)
-        tokens = tokens + torch.cat([pe[:, :1].float(), grid], dim=1).to(dtype)
-        wanted = vit.out_indices
-        outs = {}
-        for i, blk in enumerate(vit.blocks[:max(wanted) + 1]):
-            tokens = blk(tokens)
-            if i in wanted:
-                outs[i] = tokens
-        return [outs[i][:, 1:].reshape(B, h, w, C).permute(0, 3, 1, 2) for i in wanted]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.backbone, InternViT):
-            feats = self._internvit(x)
-        else:
-            feats = self.backbone(x)
+        feats = self.backbone(x)
         if self.neck is not None:
             feats = self.neck(feats)
         logits = self.decode_head(feats)

@@ -104,7 +104,7 @@ def attention_kernels(device: str = 'cuda', width: int = 3200, heads: int = 25, 
         row['fwd_peak_mb'] = _peak_mb(fwd, device)
         row['fwd_bwd_peak_mb'] = _peak_mb(fwd_bwd, device)
         rows.append(row)
-        del blk
+        blk = None  # free the block's memory before the next kernel's
     return rows
 
 

@@ -47,7 +47,8 @@ class SavedTensorBytes:
         return sum(self.storages.values())
 
 
-def build_segmentor(config: str, device='meta'):
+def build_segmentor(config, device='meta'):
+    """The segmentor of ``config`` (a path or an mmengine ``Config``), built on ``device``."""
     from perception import ensure_registered
     ensure_registered()
     from mmengine.config import Config
@@ -55,8 +56,8 @@ def build_segmentor(config: str, device='meta'):
     from mmseg.registry import MODELS
 
     from .apis import _replace_syncbn
-    init_default_scope('mmseg')
-    cfg = Config.fromfile(config)
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
     _replace_syncbn(cfg.model)
     with torch.device(device):
         model = MODELS.build(cfg.model)

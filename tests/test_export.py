@@ -166,6 +166,29 @@ def test_exportable_pieces_match_pytorch():
         torch.testing.assert_close(ours, F.adaptive_avg_pool2d(x, o), atol=1e-6, rtol=1e-5)
 
 
+
+def test_export_traces_the_backbones_own_forward():
+    """One forward path: the exported program is the backbone's forward (no re-implementation), with
+    symbolic H, W, and it equals mmseg's encode_decode at the pretraining grid and off it."""
+    from perception.export import reference_logits, torch_export
+    m = init_segmentor(DEMO_UPERNET, None)
+    calls = []
+    original = type(m.backbone).forward
+
+    def counting(self, x):
+        calls.append(tuple(x.shape))
+        return original(self, x)
+    wrapper = ExportableSegmentor(m).eval()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(m.backbone), 'forward', counting)
+        ep = torch_export(wrapper, torch.randn(2, 3, 112, 112), 14, 56)
+    assert calls and not hasattr(wrapper, '_internvit')
+    for shape in [(1, 3, 112, 112), (2, 3, 70, 154)]:  # 8x8 is the pretraining grid; 5x11 is not
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(ep.module()(x), reference_logits(m, x), atol=1e-5, rtol=1e-4)
+
+
 # ----------------------------------------------------------------------------- deploy runtime
 @pytest.mark.parametrize('name', ['upernet', 'linear'])
 def test_deploy_matches_pytorch_sliding_window(name, upernet_bundle, linear_bundle, trained, demo_data):

@@ -23,7 +23,7 @@ def main(argv=None):
     p.add_argument('--force', action='store_true', help='replace OUT if it exists')
     args = p.parse_args(argv)
     from perception.checkpoint.errors import CheckpointError
-    from perception.engine.consolidate import consolidate_checkpoint
+    from perception.consolidate import consolidate_checkpoint
     if Path(args.out).exists() and not args.force:
         sys.exit(f'error: {args.out} exists; pass --force to replace it')
     try:

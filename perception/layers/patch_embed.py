@@ -21,5 +21,5 @@ class PatchEmbed(nn.Module):
                 f'input size {h}x{w} is not a multiple of the patch size {p}: resize or pad the image '
                 f'to a multiple of {p} (e.g. {max(p, round(h / p) * p)}x{max(p, round(w / p) * p)})')
         x = self.proj(x)
-        grid = x.shape[-2:]
-        return x.flatten(2).transpose(1, 2), (int(grid[0]), int(grid[1]))
+        grid = x.shape[-2:]  # ints in eager, symbolic sizes under torch.export
+        return x.flatten(2).transpose(1, 2), (grid[0], grid[1])

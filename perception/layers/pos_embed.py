@@ -25,10 +25,19 @@ def resample_abs_pos_embed(pos_embed: torch.Tensor, new_grid: Tuple[int, int],
     new_grid = (int(new_grid[0]), int(new_grid[1]))
     if tuple(old_grid) == new_grid:
         return pos_embed
+    return interpolate_pos_embed(pos_embed, new_grid, old_grid, num_prefix_tokens)
+
+
+def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid, old_grid: Tuple[int, int],
+                          num_prefix_tokens: int = 1) -> torch.Tensor:
+    """The resampling itself, with no branch on the sizes: ``new_grid`` may be symbolic (traced by
+    ``torch.export`` with dynamic H, W). At ``new_grid == old_grid`` bicubic with
+    ``align_corners=False`` is the exact identity. Returns float32."""
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     c = pos_embed.shape[-1]
     grid = grid.float().reshape(1, old_grid[0], old_grid[1], c).permute(0, 3, 1, 2)
     with autocast_off(pos_embed.device.type):
-        grid = F.interpolate(grid, size=new_grid, mode='bicubic', align_corners=False, antialias=False)
+        grid = F.interpolate(grid, size=(new_grid[0], new_grid[1]), mode='bicubic', align_corners=False,
+                             antialias=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], c)
     return torch.cat([prefix.float(), grid], dim=1)

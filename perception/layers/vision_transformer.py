@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import check_attn_backend, resolve_attn_backend
 from .block import Block
 from .patch_embed import PatchEmbed
-from .pos_embed import resample_abs_pos_embed
+from .pos_embed import interpolate_pos_embed, resample_abs_pos_embed
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels', 'norm_type',
              'qk_normalization', 'qkv_bias', 'patch_size', 'img_size')
@@ -135,7 +135,15 @@ class InternVisionTransformer(nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """Position embedding for a ``grid`` of patches: ``[1, 1 + h*w, C]``."""
+        """Position embedding for a ``grid`` of patches: ``[1, 1 + h*w, C]``.
+
+        Eager: the pretraining grid's own embedding, else :func:`resample_abs_pos_embed` (memoised
+        per grid for inference). While traced (``torch.export`` / ``torch.compile``, where the grid
+        may be symbolic) the same interpolation runs unconditionally: at the pretraining grid it is
+        the exact identity, so both give the same numbers.
+        """
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return interpolate_pos_embed(self.pos_embed, grid, self.pretrain_grid)
         if tuple(grid) == self.pretrain_grid:
             return self.pos_embed
         pe = self.pos_embed

@@ -9,29 +9,10 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 
-from ..checkpoint.errors import CheckpointError
-from ..checkpoint.io import atomic_write
-from ..checkpoint.sharded import assemble_state_dict, read_sharded_checkpoint
-
-
-def _build_meta_model(cfg_text: Optional[str], config: Optional[str], where: str):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    import perception
-    from ..apis import _replace_syncbn
-    perception.ensure_registered()
-    if config is not None:
-        cfg = Config.fromfile(config)
-    elif cfg_text:
-        cfg = Config.fromstring(cfg_text, '.py')
-    else:
-        raise CheckpointError(f'{where}: the checkpoint stores no config; pass the training config (--config)')
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    from mmseg.registry import MODELS
-    _replace_syncbn(cfg.model)
-    with torch.device('meta'):
-        return MODELS.build(cfg.model)
+from .checkpoint.errors import CheckpointError
+from .checkpoint.io import atomic_write
+from .checkpoint.sharded import assemble_state_dict, read_sharded_checkpoint
+from .scaling import build_segmentor
 
 
 def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
@@ -43,7 +24,12 @@ def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise CheckpointError(f'{out}: the output must not be inside the sharded checkpoint {folder}')
     meta = dict(per_rank[0].get('meta') or {})
-    model = _build_meta_model(meta.get('cfg'), config, str(folder))
+    if config is None and not meta.get('cfg'):
+        raise CheckpointError(f'{folder}: the checkpoint stores no config; pass the training config (--config)')
+    if config is None:
+        from mmengine.config import Config
+        config = Config.fromstring(meta['cfg'], '.py')
+    _, model = build_segmentor(config, device='meta')
     sd = model.state_dict()
     shapes = {k: v.shape for k, v in sd.items()}
     state = assemble_state_dict(per_rank, shapes, [n for n, _ in model.named_parameters()], str(folder))
