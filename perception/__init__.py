@@ -15,7 +15,7 @@ __version__ = '0.1.0'
 _LAZY = {
     'InternViT': ('.models', 'InternViT'),
     'InternViTPyramid': ('.models', 'InternViTPyramid'),
-    'load_backbone': ('.checkpoint', 'load_backbone'),
+    'load_backbone': ('.models', 'load_backbone'),
     'CheckpointError': ('.checkpoint', 'CheckpointError'),
     'allow_mmengine_globals': ('.checkpoint', 'allow_mmengine_globals'),
 }
@@ -58,5 +58,5 @@ def __getattr__(name):
 
 if not _deploy_only_import():
     _setup()
-    from .checkpoint import CheckpointError, allow_mmengine_globals, load_backbone  # noqa: E402,F401
-    from .models import InternViT, InternViTPyramid  # noqa: E402,F401
+    from .checkpoint import CheckpointError, allow_mmengine_globals  # noqa: E402,F401
+    from .models import InternViT, InternViTPyramid, load_backbone  # noqa: E402,F401

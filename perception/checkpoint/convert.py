@@ -18,9 +18,9 @@ FORMAT_TAG = 'perception-internvit'
 
 
 def _expected_shapes(arch: dict):
-    from ..models.internvit import InternViT
+    from ..layers.vision_transformer import InternVisionTransformer  # the registered InternViT's parameters
     with torch.device('meta'):
-        m = InternViT(arch)
+        m = InternVisionTransformer(arch)
     return {k: v.shape for k, v in m.state_dict().items()}
 
 
