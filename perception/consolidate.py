@@ -20,16 +20,24 @@ def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
     tensors and write ``out`` (``{'meta': ..., 'state_dict': ...}``, weights-only loadable) atomically.
     Returns the written checkpoint's meta. Nothing is written when a rank file is missing or broken."""
     out = Path(out)
+    if out.is_dir():
+        raise CheckpointError(f'{out} is a directory: give the output file name (e.g. {out / "consolidated.pth"})')
     per_rank, folder = read_sharded_checkpoint(src)
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise CheckpointError(f'{out}: the output must not be inside the sharded checkpoint {folder}')
     meta = dict(per_rank[0].get('meta') or {})
     if config is None and not meta.get('cfg'):
         raise CheckpointError(f'{folder}: the checkpoint stores no config; pass the training config (--config)')
-    if config is None:
-        from mmengine.config import Config
-        config = Config.fromstring(meta['cfg'], '.py')
-    _, model = build_segmentor(config, device='meta')
+    try:
+        if config is None:
+            from mmengine.config import Config
+            config = Config.fromstring(meta['cfg'], '.py')
+        _, model = build_segmentor(config, device='meta')
+    except Exception as e:  # an import in the stored config's custom_imports, an unknown type, ...
+        where = config if isinstance(config, (str, Path)) else f'the config stored in {folder / "rank0.pth"}'
+        raise CheckpointError(f'cannot build the model from {where}: {type(e).__name__}: '
+                              f'{str(e).strip().splitlines()[-1] if str(e).strip() else ""} '
+                              '(pass the training config with --config)') from e
     sd = model.state_dict()
     shapes = {k: v.shape for k, v in sd.items()}
     state = assemble_state_dict(per_rank, shapes, [n for n, _ in model.named_parameters()], str(folder))

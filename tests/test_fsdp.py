@@ -201,6 +201,15 @@ def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path):
     from perception.checkpoint import CheckpointError, open_checkpoint
     with pytest.raises(CheckpointError, match='sharded FSDP checkpoint.*consolidate_checkpoint.py'):
         open_checkpoint(d / 'w_fsdp' / f'iter_{ITERS}.pth')
+    # an ordinary checkpoint needs no consolidation; an output folder is not an output file
+    plain = tmp_path / 'plain_work_dir'
+    plain.mkdir()
+    torch.save({'state_dict': {}}, plain / 'iter_1.pth')
+    (plain / 'last_checkpoint').write_text(str(plain / 'iter_1.pth'))
+    out = tool('consolidate_checkpoint.py', plain, out_file)
+    assert out.returncode != 0 and 'ordinary (not sharded) checkpoint' in out.stderr and not out_file.exists()
+    out = tool('consolidate_checkpoint.py', d / 'w_fsdp', tmp_path, '--force')
+    assert out.returncode != 0 and 'is a directory' in out.stderr
     # an existing output is not replaced without --force
     out_file.write_bytes(b'keep')
     out = tool('consolidate_checkpoint.py', d / 'w_fsdp', out_file)

@@ -24,6 +24,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     from perception.checkpoint.errors import CheckpointError
     from perception.consolidate import consolidate_checkpoint
+    if Path(args.out).is_dir():
+        sys.exit(f'error: {args.out} is a directory: give the output file name')
     if Path(args.out).exists() and not args.force:
         sys.exit(f'error: {args.out} exists; pass --force to replace it')
     try:

@@ -46,6 +46,8 @@ def resolve_sharded_checkpoint(path) -> Path:
         target = Path(last.read_text().strip())
         if not target.is_absolute() and not target.exists():
             target = p / target.name
+        if target.is_file():
+            raise CheckpointError(f'{last} names {target}, an ordinary (not sharded) checkpoint: use it as it is')
         if not is_sharded_checkpoint(target):
             raise CheckpointError(f'{last} names {target}, which is not a sharded checkpoint folder (rank*.pth)')
         return target
