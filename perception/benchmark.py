@@ -14,9 +14,9 @@ from typing import Dict, List
 
 import torch
 
+from .checkpoint.loader import DTYPE_NAMES as DTYPES
 from .layers.vision_transformer import ARCH_PRESETS, parse_arch
 
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def bench_arch(preset: str, layers: int = None) -> dict:

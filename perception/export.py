@@ -18,7 +18,6 @@ normalised float32 ``[B, 3, H, W]`` input (mean/std and channel order in the man
 """
 import contextlib
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -35,9 +34,11 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import nn
 
+from .checkpoint.loader import DTYPE_NAMES
 from .deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, META_FORMAT, META_MODEL_ID,
                             META_NUM_CLASSES, META_PATCH_SIZE, ONNX_FORMAT_TAG, check_files, check_session,
                             read_manifest, sha256_file)
+from .deploy.files import sha256_path
 from . import ensure_registered
 
 # ``import perception.deploy`` before this module skips the package's registration: do it here
@@ -52,7 +53,7 @@ DEFAULT_MIN_AGREEMENT = 0.999  # fraction of pixels whose argmax must agree
 MAX_SIDE = 8192  # largest height/width the dynamic shapes allow
 ONNX_FILE = 'model.onnx'
 INPUT_NAME, OUTPUT_NAME = 'input', 'logits'
-_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
+SAFETENSORS_DTYPES = ('bf16', 'fp16', 'fp32')
 
 
 class ExportError(RuntimeError):
@@ -227,21 +228,6 @@ def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
                 align_corners=bool(getattr(head, 'align_corners', False)))
 
 
-def _sha256_path(path) -> Optional[str]:
-    """sha256 of a file, or of a folder's files (names and contents, sorted)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(q for q in path.rglob('*') if q.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b'\0' + sha256_file(f).encode())
-        return h.hexdigest()
-    return None
-
-
 def default_verify_sizes(crop: Sequence[int], patch: int, min_size: int) -> List[Tuple[int, int, int]]:
     """Two sample shapes: the crop (batch 1) and a smaller non-square one (batch 2), e.g. 504x504 and
     2 x 252x378 (the check costs about 1.75 crops in each runtime)."""
@@ -365,15 +351,15 @@ def export_safetensors(segmentor, out_dir, dtype: str = 'bf16', model_id: str = 
     """Weights-only ``model.<dtype>.safetensors`` (every tensor of the segmentor, floats cast) and
     ``config.py``: ``init_segmentor(out/'config.py', out/'model.bf16.safetensors')`` loads them."""
     from .checkpoint.io import LazyTensor, read_safetensors, write_safetensors
-    if dtype not in _DTYPES:
-        raise ExportError(f'safetensors dtype must be one of {sorted(_DTYPES)}, got {dtype!r}')
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ExportError(f'safetensors dtype must be one of {list(SAFETENSORS_DTYPES)}, got {dtype!r}')
     out_dir = Path(out_dir)
     path = out_dir / f'model.{dtype}.safetensors'
     state = segmentor.state_dict()
     tensors = {k: LazyTensor.wrap(v.detach().cpu()) for k, v in state.items()}
     write_safetensors(path, tensors, metadata=dict(format='perception-segmentor-weights', dtype=dtype,
                                                    config='config.py', model_id=model_id),
-                      dtype=_DTYPES[dtype])
+                      dtype=DTYPE_NAMES[dtype])
     back, _ = read_safetensors(path)
     wrong = [k for k in state if k not in back or tuple(back[k].shape) != tuple(state[k].shape)]
     if wrong or len(back) != len(state):
@@ -545,10 +531,10 @@ def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequen
     model = init_segmentor(config, checkpoint, 'cpu', cfg_options)
     cfg_path = getattr(model.cfg, 'filename', None) if not isinstance(config, (str, Path)) else str(config)
     source = dict(config=str(Path(cfg_path).absolute()) if cfg_path else None,
-                  config_sha256=_sha256_path(cfg_path) if cfg_path else None,
+                  config_sha256=sha256_path(cfg_path) if cfg_path else None,
                   cfg_options=cfg_options or None,
                   checkpoint=str(Path(checkpoint).absolute()) if checkpoint else None,
-                  checkpoint_sha256=_sha256_path(checkpoint) if checkpoint else None)
+                  checkpoint_sha256=sha256_path(checkpoint) if checkpoint else None)
     return export_model(model, out_dir, formats, source=source, **kwargs)
 
 

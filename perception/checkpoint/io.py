@@ -5,18 +5,17 @@ Tensors are exposed as :class:`LazyTensor` (shape and dtype known without readin
 with ``readinto`` straight into the destination, pickles are memory-mapped and each tensor's pages
 are released (``madvise(DONTNEED)``) once copied.
 """
-import contextlib
 import ctypes
 import json
 import mmap as _mmap
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 
+from ..deploy.files import atomic_write  # noqa: F401  (the one atomic writer; re-exported)
 from .errors import CheckpointError
 from .safe_load import torch_load
 
@@ -140,28 +139,6 @@ def read_safetensors(path) -> Tuple[Dict[str, LazyTensor], dict]:
             return t
         out[k] = LazyTensor(shape, dtype, load, path)
     return out, meta
-
-
-@contextlib.contextmanager
-def atomic_write(path):
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically, on
-    error it is removed and ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the mode a plain open() would
-    try:
-        yield Path(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_safetensors(path, tensors: Dict[str, LazyTensor], metadata: Optional[dict] = None,

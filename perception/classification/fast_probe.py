@@ -26,6 +26,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..checkpoint.io import atomic_write
+from ..deploy.files import sha256_path
 
 CACHE_VERSION = 1
 IN_MEMORY_BYTES = 2 << 30  # feature caches up to 2 GiB (as float32) are trained from RAM
@@ -33,23 +34,6 @@ IN_MEMORY_BYTES = 2 << 30  # feature caches up to 2 GiB (as float32) are trained
 
 class CacheMismatchError(ValueError):
     """A feature cache that was made with another model, checkpoint, transform or image list."""
-
-
-def file_sha256(path: str, chunk: int = 1 << 24) -> str:
-    """sha256 of a file or of every file in a directory (sorted); cached next to nothing, so large
-    checkpoints take a while: progress is logged for files above 1 GB."""
-    h = hashlib.sha256()
-    paths = [path] if osp.isfile(path) else sorted(
-        osp.join(r, f) for r, _, fs in os.walk(path) for f in fs)
-    for p in paths:
-        h.update(osp.relpath(p, path).encode() if p != path else b'')
-        with open(p, 'rb') as f:
-            while True:
-                b = f.read(chunk)
-                if not b:
-                    break
-                h.update(b)
-    return h.hexdigest()
 
 
 def _backbone_checkpoint(cfg) -> Optional[str]:
@@ -144,7 +128,7 @@ def extract_features(cfg, split: str, cache_root: str, n_last_blocks: int = 1, b
     dataset, pipeline = build_eval_dataset(cfg, split)
     ckpt = _backbone_checkpoint(cfg)
     if ckpt_hash is None:
-        ckpt_hash = file_sha256(ckpt) if ckpt else 'random-init'
+        ckpt_hash = sha256_path(ckpt) if ckpt else 'random-init'
     ident = _identity(cfg, split, dataset, pipeline, n_last_blocks, ckpt_hash)
     old = cache.manifest()
     N = len(dataset)
@@ -402,7 +386,7 @@ def run_linear_probe(cfg, work_dir: str, cache_dir: Optional[str] = None, device
     os.makedirs(work_dir, exist_ok=True)
     ckpt = _backbone_checkpoint(cfg)
     t0 = time.perf_counter()
-    h = file_sha256(ckpt) if ckpt else 'random-init'
+    h = sha256_path(ckpt) if ckpt else 'random-init'
     n = max(nlb)
     caches = {s: extract_features(cfg, s, cache_dir, n, batch_size_extract, device, amp, overwrite, h)
               for s in ('train', 'val')}

@@ -14,10 +14,11 @@ The manifest schema (version 1)::
     source: {config, config_sha256, checkpoint, checkpoint_sha256, torch, mmseg, exported_at}
     verification: [{shape, max_abs_diff, argmax_agreement}], tolerance
 """
-import hashlib
 import json
 from pathlib import Path
 from typing import Dict, Optional
+
+from .files import sha256_file  # noqa: F401  (re-exported: bundle checks use it)
 
 MANIFEST_NAME = 'manifest.json'
 BUNDLE_FORMAT = 'perception-segmentation-bundle'
@@ -37,15 +38,6 @@ class DeployError(RuntimeError):
     """A bundle that cannot be used: the message names the file and the problem."""
 
 
-def sha256_file(path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def read_manifest(bundle_dir) -> Dict:

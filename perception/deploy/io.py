@@ -1,13 +1,11 @@
 """Files in, label PNGs and overlays out (the ``--backend onnx`` side of ``tools/infer.py``)."""
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
+from .files import write_bytes_atomic
 from .runtime import Segmenter, read_image
 
 logger = logging.getLogger(__name__)
@@ -28,23 +26,6 @@ def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
     if not p.exists():
         raise FileNotFoundError(f'input not found: {inputs}')
     return [str(p)]
-
-
-def write_bytes_atomic(path, data: bytes):
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def encode_image(path, arr: np.ndarray) -> bytes:
