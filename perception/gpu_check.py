@@ -51,31 +51,32 @@ def _peak_mb(fn, device: str) -> Optional[float]:
     return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
 
 
-def attention_kernels(device: str = 'cuda', width: int = 3200, heads: int = 25, mlp: int = 12800,
+def attention_kernels(device: str = 'cuda', embed_dims: int = 3200, num_heads: int = 25, feedforward_channels: int = 12800,
                       tokens: int = 1297, batch: int = 4, backends: Sequence[str] = ('math', 'sdpa', 'xformers'),
                       warmup: int = 3, repeats: int = 10, peak_tflops: float = 989.0) -> List[Dict]:
     """One block per kernel, same weights, bf16; the reference is the fp32 math block."""
     from .layers.block import Block
     torch.manual_seed(0)
-    ref_blk = Block(width, heads, mlp, attn_backend='math').to(device)
+    ref_blk = Block(embed_dims, num_heads, feedforward_channels, attn_backend='math').to(device)
     with torch.no_grad():
         for name, p in ref_blk.named_parameters():
             if p.ndim > 1:
-                p.normal_(0, width ** -0.5)
+                p.normal_(0, embed_dims ** -0.5)
             elif 'gamma' in name:
                 p.fill_(0.5)
-    x = torch.randn(batch, tokens, width, device=device)
+    x = torch.randn(batch, tokens, embed_dims, device=device)
     with torch.no_grad():
         ref = ref_blk(x)
     state = ref_blk.state_dict()
     del ref_blk
     xb = x.to(torch.bfloat16)
-    flop = forward_flops(dict(embed_dims=width, feedforward_channels=mlp, num_layers=1), tokens, batch)
+    flop = forward_flops(dict(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_layers=1), tokens,
+                         batch)
     rows = []
     for backend in backends:
-        row = dict(backend=backend, width=width, tokens=tokens, batch=batch, device=str(device))
+        row = dict(backend=backend, width=embed_dims, tokens=tokens, batch=batch, device=str(device))
         try:
-            blk = Block(width, heads, mlp, attn_backend=backend).to(device)
+            blk = Block(embed_dims, num_heads, feedforward_channels, attn_backend=backend).to(device)
             blk.load_state_dict(state)
             blk.to(torch.bfloat16)
             with torch.no_grad():

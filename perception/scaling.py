@@ -77,13 +77,13 @@ def param_counts(model) -> Dict[str, int]:
     return out
 
 
-def measure_block_activations(embed_dims=3200, heads=25, mlp=12800, tokens=1297, batch=2,
+def measure_block_activations(embed_dims=3200, num_heads=25, feedforward_channels=12800, tokens=1297, batch=2,
                               dtype=torch.bfloat16) -> Dict[str, int]:
     """Run one real-width block forward in ``dtype`` on the CPU and count what it saves for backward."""
     from .layers.block import Block
     torch.manual_seed(0)
     with torch.device('meta'):
-        blk = Block(embed_dims, heads, mlp, attn_backend='sdpa')
+        blk = Block(embed_dims, num_heads, feedforward_channels, attn_backend='sdpa')
     blk.to_empty(device='cpu').to(dtype)
     with torch.no_grad():
         for p in blk.parameters():

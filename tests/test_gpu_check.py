@@ -23,7 +23,7 @@ def test_arguments():
 
 
 def test_attention_part_on_cpu_and_its_table():
-    rows = gpu_check.attention_kernels('cpu', width=64, heads=4, mlp=128, tokens=17, batch=2, warmup=1, repeats=2,
+    rows = gpu_check.attention_kernels('cpu', embed_dims=64, num_heads=4, feedforward_channels=128, tokens=17, batch=2, warmup=1, repeats=2,
                                        backends=('math', 'sdpa', 'xformers'))
     by = {r['backend']: r for r in rows}
     for b in ('math', 'sdpa'):

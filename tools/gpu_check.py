@@ -55,7 +55,7 @@ def main(argv=None):
     if cuda:
         print(f'# GPU check: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}\n')
     if not args.skip_attention:
-        shape = dict(width=64, heads=4, mlp=128, tokens=17) if args.tiny else {}
+        shape = dict(embed_dims=64, num_heads=4, feedforward_channels=128, tokens=17) if args.tiny else {}
         rows = gpu_check.attention_kernels(args.device, batch=args.batch, backends=args.backends,
                                            repeats=args.repeats, peak_tflops=args.peak_tflops, **shape)
         r0 = rows[0]

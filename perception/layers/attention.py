@@ -131,25 +131,25 @@ class Attention(nn.Module):
     """InternViT attention: fused qkv, optional q/k RMSNorm over the FULL width, output proj.
 
     q and k are normalised as ``[B, N, heads * head_dim]`` tensors with weights of size
-    ``dim`` before the heads are split (timm's per-head ``qk_norm`` is a different operation).
+    ``embed_dims`` before the heads are split (timm's per-head ``qk_norm`` is a different operation).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, qk_normalization: bool = True,
+    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = False, qk_normalization: bool = True,
                  norm_eps: float = 1e-6, attn_backend: str = 'auto'):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'embed_dims {dim} is not divisible by num_heads {num_heads}')
-        self.dim = dim
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.embed_dims = embed_dims
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = embed_dims // num_heads
         self.scale = self.head_dim ** -0.5
         self.attn_backend = check_attn_backend(attn_backend)
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.qk_normalization = qk_normalization
         if qk_normalization:
-            self.q_norm = RMSNorm(dim, eps=norm_eps)
-            self.k_norm = RMSNorm(dim, eps=norm_eps)
-        self.proj = nn.Linear(dim, dim)
+            self.q_norm = RMSNorm(embed_dims, eps=norm_eps)
+            self.k_norm = RMSNorm(embed_dims, eps=norm_eps)
+        self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape

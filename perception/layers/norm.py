@@ -13,9 +13,9 @@ class RMSNorm(nn.Module):
     input dtype before the weight multiplies it (the released model's order).
     """
 
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, embed_dims: int, eps: float = 1e-6):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(embed_dims))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,9 +48,9 @@ class LayerNorm2d(nn.LayerNorm):
         return y.permute(0, 3, 1, 2).to(x.dtype)
 
 
-def build_norm(norm_type: str, dim: int, eps: float) -> nn.Module:
+def build_norm(norm_type: str, embed_dims: int, eps: float) -> nn.Module:
     if norm_type == 'rms_norm':
-        return RMSNorm(dim, eps=eps)
+        return RMSNorm(embed_dims, eps=eps)
     if norm_type == 'layer_norm':
-        return LayerNormFp32(dim, eps=eps)
+        return LayerNormFp32(embed_dims, eps=eps)
     raise ValueError(f"norm_type must be 'rms_norm' or 'layer_norm', got {norm_type!r}")

@@ -5,10 +5,10 @@ from torch import nn
 class PatchEmbed(nn.Module):
     """Non-overlapping ``patch_size`` convolution; returns tokens ``[B, h*w, C]`` and the grid."""
 
-    def __init__(self, patch_size: int = 14, in_chans: int = 3, embed_dim: int = 3200):
+    def __init__(self, patch_size: int = 14, in_chans: int = 3, embed_dims: int = 3200):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dims, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor):
         if x.ndim != 4 or x.shape[1] != self.proj.in_channels:
