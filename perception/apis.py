@@ -54,6 +54,9 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
             ow['dtype'] = 'bfloat16'
             print_log('no CUDA: bf16 autocast through BF16OptimWrapper (AmpOptimWrapper needs a GPU)',
                       logger='current')
+            from .engine.optim_wrapper import cpu_bf16_note, cpu_has_native_bf16
+            if not cpu_has_native_bf16():
+                print_log(cpu_bf16_note() + ': pass --fp32 to train in fp32', logger='current', level=30)
     if not cuda:
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
         cfg.env_cfg['cudnn_benchmark'] = False

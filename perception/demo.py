@@ -68,11 +68,25 @@ def run_backbone_demo(config: str, image: Optional[str] = None, size=(224, 308),
 DEMO_CONFIG = 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py'
 
 
+def demo_precision_is_fp32(fp32: Optional[bool], logger) -> bool:
+    """The demo's precision: as asked, else bf16 autocast only where bf16 is native (announced)."""
+    if fp32 is not None:
+        return fp32
+    from .engine.optim_wrapper import cpu_bf16_note, cpu_has_native_bf16
+    if torch.cuda.is_available() or cpu_has_native_bf16():
+        return False
+    logger.info(cpu_bf16_note() + ': the demo trains in fp32 (same mIoU; --bf16 forces bf16)')
+    return True
+
+
 def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo',
                           data_root: str = 'data/demo_shapes', seed: int = 0, num_overlays: int = 6,
-                          cfg_options: Optional[dict] = None, fp32: bool = False) -> dict:
+                          cfg_options: Optional[dict] = None, fp32: Optional[bool] = None) -> dict:
     """``make demo``: generate the shapes dataset, train a tiny InternViT + UperNet on CPU, evaluate,
-    write overlays of a few validation images and the learning curve, return the metrics."""
+    write overlays of a few validation images and the learning curve, return the metrics.
+
+    ``fp32``: None (default) trains in bf16 autocast where the CPU (or a GPU) computes bf16 natively
+    and in fp32 elsewhere, and says which; True / False force fp32 / bf16."""
     import json
     import os
     import os.path as osp
@@ -92,6 +106,7 @@ def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/
     opts = {'train_dataloader.dataset.data_root': data_root, 'val_dataloader.dataset.data_root': data_root,
             'test_dataloader.dataset.data_root': data_root}
     opts.update(cfg_options or {})
+    fp32 = demo_precision_is_fp32(fp32, logger)
     runner = train(config, work_dir=work_dir, cfg_options=opts, fp32=fp32)
     hub = runner.message_hub
     if runner.val_loop is not None and runner.iter % runner.train_loop.val_interval == 0 \

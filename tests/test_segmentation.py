@@ -416,3 +416,37 @@ def test_segmentor_init_cfg_pretrained_loads_release_strictly(tmp_path):
     torch.save({'state_dict': dict(heads, **{'decode_head.stray': torch.zeros(1)})}, tmp_path / 'stray.pth')
     with pytest.raises(CheckpointError, match='unexpected keys: decode_head.stray'):
         build(tmp_path / 'stray.pth').init_weights()
+
+
+def test_bf16_only_where_the_cpu_computes_it(monkeypatch, tmp_path, demo_data):
+    """Without native bf16 (AVX2-only CPUs), bf16 autocast is emulated and many times slower: the demo
+    trains in fp32 and says so; an explicit choice wins; training with --amp warns and suggests --fp32."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    from perception import demo
+    from perception.engine import optim_wrapper
+    logger = MMLogger.get_instance('perception-test-bf16')
+    messages = []
+    monkeypatch.setattr(logger, 'info', messages.append)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(optim_wrapper, 'cpu_has_native_bf16', lambda: False)
+    assert demo.demo_precision_is_fp32(None, logger) is True
+    assert messages and 'no native bf16' in messages[0] and 'fp32' in messages[0]
+    assert demo.demo_precision_is_fp32(False, logger) is False and demo.demo_precision_is_fp32(True, logger) is True
+    monkeypatch.setattr(optim_wrapper, 'cpu_has_native_bf16', lambda: True)
+    assert demo.demo_precision_is_fp32(None, logger) is False
+
+    monkeypatch.setattr(optim_wrapper, 'cpu_has_native_bf16', lambda: False)
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: warned.append(rec.getMessage())
+    current = MMLogger.get_current_instance()
+    current.addHandler(handler)
+    try:
+        cfg = prepare_config(DEMO_UPERNET, str(tmp_path), amp=True, cfg_options=_opts(demo_data))
+    finally:
+        current.removeHandler(handler)
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'  # the user's choice is kept, and announced
+    assert any('no native bf16' in m and '--fp32' in m for m in warned), warned

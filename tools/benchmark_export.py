@@ -34,7 +34,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
 
-    from perception.export import benchmark_export, latency_table
+    from perception.benchmark import benchmark_export, latency_table
     from perception.inference import init_segmentor
     if args.threads:
         torch.set_num_threads(args.threads)

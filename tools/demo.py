@@ -23,7 +23,12 @@ def main(argv=None):
     p.add_argument('--image', help='backbone demo: an image file (default: a generated test pattern)')
     p.add_argument('--size', type=int, nargs=2, default=(224, 308), metavar=('H', 'W'))
     p.add_argument('--amp', action='store_true', help='backbone demo: bf16 autocast')
-    p.add_argument('--fp32', action='store_true', help='segmentation demo: train in fp32 instead of bf16 autocast')
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument('--fp32', dest='fp32', action='store_const', const=True, default=None,
+                      help='segmentation demo: train in fp32 (default: bf16 autocast where bf16 is native, '
+                           'fp32 elsewhere)')
+    prec.add_argument('--bf16', dest='fp32', action='store_const', const=False,
+                      help='segmentation demo: train in bf16 autocast even where it is emulated')
     args = p.parse_args(argv)
     if args.backbone:
         run_backbone_demo(args.backbone, image=args.image, size=tuple(args.size), amp=args.amp)
