@@ -450,3 +450,25 @@ def test_bf16_only_where_the_cpu_computes_it(monkeypatch, tmp_path, demo_data):
         current.removeHandler(handler)
     assert cfg.optim_wrapper.type == 'BF16OptimWrapper'  # the user's choice is kept, and announced
     assert any('no native bf16' in m and '--fp32' in m for m in warned), warned
+
+
+def test_layer_decay_depth_comes_from_the_model():
+    """The configs do not restate the backbone's depth for the layer-decay constructor: it reads
+    model.backbone.num_layers (48 for the 6B, 45 for the 448px releases, 24 for the 300M)."""
+    from perception.engine.layer_decay import InternViTLayerDecayOptimWrapperConstructor
+    configs = sorted(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) + sorted(glob.glob(str(ROOT / 'mmcfg/scale/*fsdp*.py')))
+    for f in configs:
+        pc = Config.fromfile(f).optim_wrapper.get('paramwise_cfg') or {}
+        assert 'num_layers' not in pc, f
+    import perception  # noqa: F401
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = _cfg('upernet_internvit-300m_8xb2-80k_ade20k-504x504.py')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    groups = []
+    InternViTLayerDecayOptimWrapperConstructor(cfg.optim_wrapper.to_dict(), cfg.optim_wrapper.paramwise_cfg.to_dict())\
+        .add_params(groups, model)
+    rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
+    assert {g['layer_id'] for g in groups} == set(range(0, 24 + 2))
+    assert min(g['lr_scale'] for g in groups) == pytest.approx(rate ** 25)

@@ -29,7 +29,7 @@ test_dataloader = val_dataloader
 custom_hooks = [dict(type='LearningCurveHook'), dict(type='FewShotSubsetHook')]
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='InternViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(num_layers=48, layer_decay_rate=0.95))
+    paramwise_cfg=dict(layer_decay_rate=0.95))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=400),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=400, end=20000),

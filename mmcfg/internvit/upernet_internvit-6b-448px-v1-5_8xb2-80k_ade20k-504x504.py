@@ -20,4 +20,4 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(weight_decay=0.05),
     constructor='InternViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(num_layers=45, layer_decay_rate=0.95))
+    paramwise_cfg=dict(layer_decay_rate=0.95))

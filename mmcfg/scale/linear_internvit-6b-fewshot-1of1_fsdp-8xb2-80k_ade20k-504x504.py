@@ -4,4 +4,4 @@ model = dict(backbone=dict(with_cp=False))  # checkpointing is applied per FSDP 
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
                      constructor='InternViTLayerDecayOptimWrapperConstructor',
-                     paramwise_cfg=dict(num_layers=48, layer_decay_rate=0.95), clip_grad=None)
+                     paramwise_cfg=dict(layer_decay_rate=0.95), clip_grad=None)
