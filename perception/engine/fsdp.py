@@ -21,6 +21,7 @@ import copy
 import torch
 from mmengine._strategy import FSDPStrategy
 from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper
 from torch import nn
 
 
@@ -95,7 +96,10 @@ class PortableFSDPStrategy(FSDPStrategy):
         cfg = getattr(self, '_optim_cfg', None)
         if isinstance(cfg, dict) and not is_model_wrapper(model):
             # built while the parameters still have their real shapes (module docstring, point 2)
-            self._prebuilt_optim = build_optim_wrapper(model, copy.deepcopy(cfg))
+            cfg = copy.deepcopy(cfg)
+            if cfg.get('type') in ('AmpOptimWrapper', AmpOptimWrapper):
+                cfg.setdefault('use_fsdp', True)  # as mmengine's FSDPStrategy: ShardedGradScaler
+            self._prebuilt_optim = build_optim_wrapper(model, cfg)
             self._param_names = {id(p): clean_param_name(n) for n, p in model.named_parameters()}
         if not torch.cuda.is_available():
             self.model_wrapper = dict(self.model_wrapper or dict(type='MMFullyShardedDataParallel'))
