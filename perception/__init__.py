@@ -1,62 +1,45 @@
 """perception: dense perception with InternViT on OpenMMLab.
 
-Importing the package registers its models (``type='InternViT'``, ``type='InternViTPyramid'``, the
-heads, datasets, hooks and optimizer constructors) in mmsegmentation's, mmpretrain's and mmengine's
-registries, and allow-lists what mmengine checkpoints hold for weights-only loading.
+``import perception`` is light: it imports neither torch nor OpenMMLab itself, so the torch-free runtime
+``perception.deploy`` imports on machines that have neither. The names below load on first use.
 
-``import perception.deploy`` (the torch-free ONNX runtime) is the exception: it must work where
-torch and mmseg are not installed, so the parent package then skips the heavy imports; they happen
-on first use of any attribute below.
+Classes register themselves in the OpenMMLab registries where they are defined: importing
+``perception.models`` registers the backbone, neck and heads; configs import the registering
+subpackages with ``custom_imports`` (``mmcfg/_base_/default_runtime.py``); code that builds from
+its own configs calls ``perception.register_all_modules()``, as with mmseg.
 """
+import importlib
 import sys
 
 __version__ = '0.1.0'
 
 _LAZY = {
-    'InternViT': ('.models', 'InternViT'),
-    'InternViTPyramid': ('.models', 'InternViTPyramid'),
-    'load_backbone': ('.models', 'load_backbone'),
-    'CheckpointError': ('.checkpoint', 'CheckpointError'),
-    'allow_mmengine_globals': ('.checkpoint', 'allow_mmengine_globals'),
+    'InternViT': 'perception.models',
+    'InternViTPyramid': 'perception.models',
+    'load_backbone': 'perception.models',
+    'CheckpointError': 'perception.checkpoint',
+    'allow_mmengine_globals': 'perception.checkpoint',
+    'register_all_modules': 'perception.setup_env',
 }
 
+__all__ = ['__version__', *_LAZY]
 
-def _deploy_only_import() -> bool:
-    """True while Python imports this package only as the parent of ``perception.deploy``."""
-    f = sys._getframe(1)
-    while f is not None:
-        if f.f_code.co_name in ('_find_and_load', '_find_and_load_unlocked'):
-            name = f.f_locals.get('name')
-            if isinstance(name, str) and name.startswith('perception.'):
-                return name == 'perception.deploy' or name.startswith('perception.deploy.')
-        f = f.f_back
-    return False
-
-
-def _setup():
-    from . import models  # noqa: F401  (registration)
-    from .checkpoint import allow_mmengine_globals
-    allow_mmengine_globals()  # mmengine checkpoints (resume, load_from) load with weights_only=True
-
-
-def ensure_registered():
-    """Register everything (idempotent). Library entry points call it: ``import perception`` alone
-    does not when the package was first imported as the parent of ``perception.deploy``."""
-    _setup()
+# Weights-only loading of mmengine checkpoints (resume, load_from, a plain torch.load) needs the few
+# classes they pickle allow-listed. Done here when torch is already imported (importing it here would
+# make perception.deploy depend on it); perception's loaders, `perception.engine` (which the configs
+# import) and `perception.allow_mmengine_globals()` do it in any case.
+if 'torch' in sys.modules:
+    from .checkpoint.safe_load import allow_mmengine_globals as _allow
+    _allow()
 
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-        _setup()
-        mod, attr = _LAZY[name]
-        value = getattr(importlib.import_module(mod, __name__), attr)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-if not _deploy_only_import():
-    _setup()
-    from .checkpoint import CheckpointError, allow_mmengine_globals  # noqa: E402,F401
-    from .models import InternViT, InternViTPyramid, load_backbone  # noqa: E402,F401
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -81,8 +81,8 @@ def _init_cpu_dist(launcher: str):
 
 
 def build_runner(cfg: Config):
-    from perception import ensure_registered
-    ensure_registered()
+    from .setup_env import register_all_modules
+    register_all_modules()  # configs without custom_imports build too
     from mmengine.runner import Runner
     _init_cpu_dist(cfg.get('launcher', 'none'))
     if 'runner_type' in cfg:

@@ -28,8 +28,8 @@ def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
 def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu', cfg_options=None,
                    slide: Optional[Sequence[int]] = None):
     """Build a segmentor from a config and load a checkpoint strictly (any format this project reads)."""
-    from perception import ensure_registered
-    ensure_registered()
+    from .setup_env import register_all_modules
+    register_all_modules()  # configs without custom_imports build too
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS

@@ -49,8 +49,8 @@ class SavedTensorBytes:
 
 def build_segmentor(config, device='meta'):
     """The segmentor of ``config`` (a path or an mmengine ``Config``), built on ``device``."""
-    from perception import ensure_registered
-    ensure_registered()
+    from .setup_env import register_all_modules
+    register_all_modules()  # configs without custom_imports build too
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS

@@ -4,9 +4,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / 'perception'
-# The one import cycle that exists today: models/registry.py imports the task packages to register
-# them, and they import models (issue 12: registration where each class is defined). It may only shrink.
-KNOWN_CYCLE = {'classification', 'datasets', 'engine', 'models'}
+# No import cycle is left (registration happens where each class is defined); none may come back.
+KNOWN_CYCLE = set()
+# The layers of docs/architecture.md, bottom up: a part imports only parts of lower levels, or of
+# its own level without forming a cycle. A new part must be placed here (and in the doc).
+LEVELS = {
+    'layers': 0, 'deploy': 0, 'registry': 0,
+    'checkpoint': 1,
+    'models': 2, 'visualization': 2,
+    'segmentation': 3, 'classification': 3, 'datasets': 3, 'engine': 3,
+    'apis': 4, 'inference': 4, 'export': 4, 'scaling': 4, 'consolidate': 4, 'setup_env': 4,
+    'benchmark': 4, 'gpu_check': 4, 'demo': 4,
+}
 
 
 def _part(rel: Path) -> str:
@@ -61,6 +70,7 @@ def test_leaf_packages_import_only_downwards():
         'layers': set(),                                   # plain PyTorch: nothing of ours
         'deploy': set(),                                   # torch-free runtime: nothing of ours
         'checkpoint': {'layers', 'deploy'},                # reads/converts state dicts; builds no model
+        'registry': set(),                                 # imported by every registering module
     }
     for part, ok in allowed.items():
         extra = edges.get(part, set()) - ok
@@ -76,3 +86,30 @@ def test_no_new_import_cycles():
                      'see docs/architecture.md')
     gone = KNOWN_CYCLE - in_cycles
     assert not gone, f'{sorted(gone)} left the import cycle: remove them from KNOWN_CYCLE so it stays that way'
+
+
+def test_imports_go_down_the_levels():
+    edges = import_graph()
+    parts = {p.stem if p.parent == ROOT else p.relative_to(ROOT).parts[0] for p in ROOT.rglob('*.py')} - {'__init__'}
+    unplaced = parts - set(LEVELS)
+    assert not unplaced, f'{sorted(unplaced)}: place new parts in LEVELS and docs/architecture.md'
+    for a, targets in edges.items():
+        for b in targets:
+            assert LEVELS[b] <= LEVELS[a], (f'perception/{a} (level {LEVELS[a]}) imports perception/{b} '
+                                            f'(level {LEVELS[b]}): imports go down, see docs/architecture.md')
+
+
+def test_import_perception_is_light_and_registers_on_use():
+    """`import perception` (and `perception.deploy`) load no torch; the subpackages register."""
+    import subprocess
+    import sys
+    code = ('import sys, perception, perception.deploy; assert "torch" not in sys.modules, "torch imported"; '
+            'assert "mmengine" not in sys.modules, "mmengine imported"; '
+            'from mmseg.registry import MODELS, WEIGHT_INITIALIZERS; assert MODELS.get("InternViT") is None; '
+            'import perception.models; assert MODELS.get("InternViT") is perception.InternViT; '
+            'from mmengine.registry import WEIGHT_INITIALIZERS as ROOT; import perception.engine; '
+            'assert ROOT.get("Pretrained").__module__.startswith("mmengine"), "root initializer replaced"; '
+            'assert WEIGHT_INITIALIZERS.module_dict["Pretrained"].__module__ == "perception.engine.pretrained"; '
+            'print("ok")')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]

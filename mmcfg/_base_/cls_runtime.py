@@ -1,6 +1,8 @@
 # Runtime for the classification configs (mmpretrain 1.x default runtime + perception's imports).
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['perception'], allow_failed_imports=False)
+# the subpackages whose classes the configs name; importing them registers them
+custom_imports = dict(imports=['perception.models', 'perception.classification', 'perception.engine'],
+                      allow_failed_imports=False)
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),

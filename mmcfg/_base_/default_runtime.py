@@ -1,6 +1,8 @@
 # Runtime shared by every perception config (mmseg 1.x default_runtime + perception's imports).
 default_scope = 'mmseg'
-custom_imports = dict(imports=['perception'], allow_failed_imports=False)
+# the subpackages whose classes the configs name; importing them registers them
+custom_imports = dict(imports=['perception.models', 'perception.datasets', 'perception.engine'],
+                      allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -18,3 +18,11 @@ strategy = dict(
     activation_checkpointing=dict(check_fn='internvit_block_checkpoint_fn'),
     state_dict_cfg='local',
     skip_init_weights=False)
+# The optimizer wrapper of the 6B recipes under FSDP, which casts parameters to bf16 itself: a plain
+# OptimWrapper (no autocast on top), AdamW lr 4e-5, wd 0.05, layer-wise lr decay 0.95, no clipping.
+# A config takes it whole with `optim_wrapper = {{_base_.fsdp_optim_wrapper}}` (_delete_ drops the
+# recipe's AmpOptimWrapper settings).
+fsdp_optim_wrapper = dict(_delete_=True, type='OptimWrapper',
+                          optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
+                          constructor='InternViTLayerDecayOptimWrapperConstructor',
+                          paramwise_cfg=dict(layer_decay_rate=0.95), clip_grad=None)

@@ -1,15 +1,7 @@
 # Linear probing (frozen backbone): BN + 1x1 conv on block 44.
 # Backbone: InternViT-6B-448px-V1-5 (Hugging Face, format B).
 # AdamW lr 4e-5, wd 0, warmup 1500, poly to 0 at 80k, batch 16 (8 GPUs x 2), crop 504, slide 504/322.
-_base_ = [
-    '../_base_/models/linear_internvit.py', '../_base_/datasets/ade20k_504x504.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k_adamw.py'
-]
-model = dict(
-    backbone=dict(
-        arch='6b-448px-v1.5',
-        out_indices=(44, ),
-        frozen=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-6B-448px-V1-5')),
-    decode_head=dict(in_channels=3200, channels=3200))
-optim_wrapper = dict(optimizer=dict(weight_decay=0.0))
+_base_ = '../_base_/recipes/linear_frozen.py'
+model = dict(backbone=dict(arch='6b-448px-v1.5', out_indices=(44, ),
+                           init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-6B-448px-V1-5')),
+             decode_head=dict(in_channels=3200, channels=3200))

@@ -1,18 +1,8 @@
 # Head tuning (frozen backbone): pyramid + UperNet (channels 1024) on blocks [5, 11, 17, 23], aux FCN on the 2x level.
 # Backbone: InternViT-300M-448px (Hugging Face, format B); no published numbers: a first baseline.
 # AdamW lr 4e-5, wd 0.05, warmup 1500, poly to 0 at 80k, batch 16, crop 504, slide 504/322.
-_base_ = [
-    '../_base_/models/upernet_internvit.py', '../_base_/datasets/ade20k_504x504.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k_adamw.py'
-]
-model = dict(
-    backbone=dict(
-        arch='300m',
-        out_indices=(5, 11, 17, 23),
-        frozen=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-300M-448px')),
-    neck=dict(in_channels=1024),
-    decode_head=dict(in_channels=[1024] * 4, channels=1024),
-    # head tuning reads the auxiliary FCN from the 2x level (in_index=1), full tuning from the 1x level
-    auxiliary_head=dict(in_channels=1024, in_index=1))
-optim_wrapper = dict(optimizer=dict(weight_decay=0.05))
+_base_ = '../_base_/recipes/upernet_frozen.py'
+model = dict(backbone=dict(arch='300m', out_indices=(5, 11, 17, 23),
+                           init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-300M-448px')),
+             neck=dict(in_channels=1024), decode_head=dict(in_channels=[1024] * 4, channels=1024),
+             auxiliary_head=dict(in_channels=1024))

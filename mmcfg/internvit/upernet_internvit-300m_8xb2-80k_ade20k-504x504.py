@@ -1,23 +1,8 @@
 # Full tuning: trained backbone (drop path 0.4, layer-wise lr decay 0.95) + pyramid + UperNet on blocks [5, 11, 17, 23].
 # Backbone: InternViT-300M-448px (Hugging Face, format B); no published numbers: a first baseline.
 # AdamW lr 4e-5, wd 0.05, warmup 1500, poly to 0 at 80k, batch 16, crop 504, slide 504/322; pos_embed trained at 36x36.
-_base_ = [
-    '../_base_/models/upernet_internvit.py', '../_base_/datasets/ade20k_504x504.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k_adamw.py'
-]
-model = dict(
-    backbone=dict(
-        arch='300m',
-        img_size=504,
-        out_indices=(5, 11, 17, 23),
-        frozen=False,
-        drop_path_rate=0.4,
-        with_cp=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-300M-448px')),
-    neck=dict(in_channels=1024),
-    decode_head=dict(in_channels=[1024] * 4, channels=1024),
-    auxiliary_head=dict(in_channels=1024, in_index=2))
-optim_wrapper = dict(
-    optimizer=dict(weight_decay=0.05),
-    constructor='InternViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.95))
+_base_ = '../_base_/recipes/upernet_full.py'
+model = dict(backbone=dict(arch='300m', out_indices=(5, 11, 17, 23),
+                           init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-300M-448px')),
+             neck=dict(in_channels=1024), decode_head=dict(in_channels=[1024] * 4, channels=1024),
+             auxiliary_head=dict(in_channels=1024))

@@ -2,13 +2,13 @@
 
 Tensors are exposed as :class:`LazyTensor` (shape and dtype known without reading data), so a
 6B checkpoint can be inspected, converted and loaded one tensor at a time: safetensors are read
-with ``readinto`` straight into the destination, pickles are memory-mapped and each tensor's pages
-are released (``madvise(DONTNEED)``) once copied.
+with the ``safetensors`` library, one tensor's mapping open at a time; pickles are memory-mapped
+and each tensor's pages are released (``madvise(DONTNEED)``) once copied. Writing streams one
+tensor at a time into the safetensors layout (the library writes only whole in-memory dicts).
 """
 import ctypes
 import json
 import mmap as _mmap
-import os
 import struct
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional, Tuple
@@ -87,57 +87,45 @@ def _release_pages(t: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- safetensors
-def read_safetensors_header(path) -> Tuple[dict, int]:
-    path = str(path)
+def _safe_open(path):
+    """``safetensors.safe_open`` with the library's errors turned into one line naming the file."""
+    from safetensors import SafetensorError, safe_open
+    if not Path(path).is_file():
+        raise CheckpointError(f'checkpoint file not found: {path}')
     try:
-        size = os.path.getsize(path)
-        with open(path, 'rb') as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise CheckpointError(f'{path}: not a safetensors file (truncated header)')
-            (n,) = struct.unpack('<Q', raw)
-            if n > min(size - 8, 100 * 2 ** 20):
-                raise CheckpointError(f'{path}: not a safetensors file or truncated (header of {n} bytes '
-                                      f'in a file of {size})')
-            header = json.loads(f.read(n))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f'{path}: unreadable safetensors header: {e}') from e
-    data_start = 8 + n
-    data_len = size - data_start
-    for k, v in header.items():
-        if k == '__metadata__':
-            continue
-        if v.get('dtype') not in ST_DTYPES:
-            raise CheckpointError(f'{path}: tensor {k!r} has unsupported dtype {v.get("dtype")!r}')
-        b, e = v['data_offsets']
-        if e > data_len:
-            raise CheckpointError(f'{path} is truncated: tensor {k!r} ends at byte {data_start + e} '
-                                  f'but the file has {size} bytes')
-    return header, data_start
+        return safe_open(path, framework='pt')
+    except SafetensorError as e:
+        why = str(e)
+        if 'not fully covered' in why or 'too small' in why or 'invalid header length' in why:
+            why = f'truncated or not a safetensors file ({e})'
+        raise CheckpointError(f'{path}: {why}') from e
 
 
 def read_safetensors(path) -> Tuple[Dict[str, LazyTensor], dict]:
-    """Lazy tensors of a safetensors file and its ``__metadata__``."""
+    """Lazy tensors of a safetensors file and its ``__metadata__``, read with the ``safetensors``
+    library. ``load()`` opens the file for that one tensor and copies it out of the mapping, which is
+    closed before returning: a 6B file is read with one tensor's pages resident at a time (the peak
+    RSS of a whole load stays at the size of the loaded weights)."""
     path = str(path)
-    header, data_start = read_safetensors_header(path)
-    meta = header.pop('__metadata__', None) or {}
-    out = {}
-    for k, v in header.items():
-        dtype = ST_DTYPES[v['dtype']]
-        shape = v['shape']
-        begin, end = v['data_offsets']
+    with _safe_open(path) as f:
+        meta = f.metadata() or {}
+        info = {}
+        for k in f.keys():
+            sl = f.get_slice(k)
+            st_dtype = sl.get_dtype()
+            if st_dtype not in ST_DTYPES:
+                raise CheckpointError(f'{path}: tensor {k!r} has unsupported dtype {st_dtype!r}')
+            info[k] = (list(sl.get_shape()), ST_DTYPES[st_dtype])
 
-        def load(begin=begin, end=end, dtype=dtype, shape=shape, key=k):
+    def load(key, shape, dtype):
+        with _safe_open(path) as f:
+            view = f.get_tensor(key)  # a view of the file mapping
             t = torch.empty(shape, dtype=dtype)
-            buf = t.view(-1).view(torch.uint8).numpy() if t.numel() else None
-            if buf is not None:
-                with open(path, 'rb') as f:
-                    f.seek(data_start + begin)
-                    n = f.readinto(memoryview(buf))
-                if n != end - begin:
-                    raise CheckpointError(f'{path} is truncated: could not read tensor {key!r}')
-            return t
-        out[k] = LazyTensor(shape, dtype, load, path)
+            t.copy_(view)
+            del view
+        return t
+    out = {k: LazyTensor(shape, dtype, (lambda k=k, s=shape, d=dtype: load(k, s, d)), path)
+           for k, (shape, dtype) in info.items()}
     return out, meta
 
 

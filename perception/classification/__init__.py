@@ -1,9 +1,3 @@
-"""ImageNet linear probing: probes, format D, variant metrics, head EMA, fast cached-feature sweep."""
-
-
-def register():
-    from . import datasets, hooks, metrics, probes
-    probes.register()
-    metrics.register()
-    hooks.register()
-    datasets.register()
+"""ImageNet linear probing on mmpretrain; importing this package registers its datasets, probe
+necks and heads, metrics and hooks in mmpretrain's (and mmengine's) registries."""
+from . import datasets, hooks, metrics, probes  # noqa: F401  (registration)

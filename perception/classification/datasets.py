@@ -3,8 +3,10 @@ import os
 import os.path as osp
 
 from mmpretrain.datasets import CustomDataset
+from ..registry import register
 
 
+@register('DATASETS', 'mmpretrain')
 class CheckedImageFolder(CustomDataset):
     """``CustomDataset`` that names the missing folder, and whose class folders may be numeric
     (ImageNetV2 names them '0'..'999': ``numeric_classes=True`` sorts them as numbers)."""
@@ -29,8 +31,3 @@ class CheckedImageFolder(CustomDataset):
                     data_list.append(dict(img_path=osp.join(root, d, f), gt_label=label))
             return data_list
         return super().load_data_list()
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('DATASETS', [CheckedImageFolder], scopes=('mmpretrain', ))

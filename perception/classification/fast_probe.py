@@ -42,8 +42,7 @@ def _backbone_checkpoint(cfg) -> Optional[str]:
 
 
 def build_frozen_backbone(cfg, device='cpu'):
-    from perception import ensure_registered
-    ensure_registered()
+    from .. import models  # noqa: F401  (registers InternViT in mmpretrain's MODELS)
     from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')

@@ -9,8 +9,10 @@ from typing import Dict
 
 import torch
 from mmengine.hooks import Hook
+from ..registry import register
 
 
+@register('HOOKS')
 class HeadEMAHook(Hook):
     priority = 'NORMAL'
 
@@ -80,8 +82,3 @@ class HeadEMAHook(Hook):
                 if n in tracked:
                     self.ema[n] = tracked[n].detach().clone()  # the loaded state_dict holds the EMA
                     tracked[n].copy_(v)
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('HOOKS', [HeadEMAHook])

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 from mmpretrain.evaluation import Accuracy
+from ..registry import register
 
 
 def _timm_info(name: str) -> str:
@@ -37,6 +38,7 @@ def subset_indices(subset: str) -> List[int]:
     return [full[w] for w in wnids]
 
 
+@register('METRICS', 'mmpretrain')
 class SubsetAccuracy(Accuracy):
     """Top-k accuracy over a class subset of the 1000 logits (ImageNet-A / -R score only their 200
     classes). Ground-truth labels are indices into the subset (ImageFolder order of the synsets)."""
@@ -56,6 +58,7 @@ class SubsetAccuracy(Accuracy):
 
 
 
+@register('METRICS', 'mmpretrain')
 class ReaLAccuracy(Accuracy):
     """ImageNet-ReaL top-1: a prediction is right when it is in the image's set of ReaL labels;
     images with an empty set are left out. The image index comes from the validation file name
@@ -76,8 +79,3 @@ class ReaLAccuracy(Accuracy):
     def compute_metrics(self, results):
         hits = [r['pred'] in self.real[r['index']] for r in results if self.real[r['index']]]
         return {'top1': 100.0 * float(np.mean(hits)) if hits else float('nan')}
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('METRICS', [SubsetAccuracy, ReaLAccuracy], scopes=('mmpretrain', ))

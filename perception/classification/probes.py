@@ -15,6 +15,7 @@ from mmpretrain.models.heads import ClsHead
 from torch import nn
 
 from ..layers.norm import LayerNormFp32
+from ..registry import register
 
 
 def _tokens_from_backbone(inputs) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +27,7 @@ def _tokens_from_backbone(inputs) -> Tuple[torch.Tensor, torch.Tensor]:
     return fmap.flatten(2).transpose(1, 2), cls
 
 
+@register('MODELS', 'mmpretrain')
 class ClsPatchConcat(BaseModule):
     """``concat(cls, mean(patch tokens))`` of the backbone's last output (InternVL's cls_patch_concat)."""
 
@@ -34,6 +36,7 @@ class ClsPatchConcat(BaseModule):
         return (torch.cat([cls, patches.mean(1)], dim=-1), )
 
 
+@register('MODELS', 'mmpretrain')
 class AttentionPoolingNeck(BaseModule):
     """Attention pooling: ``q = mean(all tokens)``; ``x = q + attn(norm1_q(q), norm1_k(x), norm1_v(x))``;
     ``x = x + mlp(norm2(x))``."""
@@ -69,6 +72,7 @@ class AttentionPoolingNeck(BaseModule):
         return (y[:, 0], )
 
 
+@register('MODELS', 'mmpretrain')
 class BNLinearClsHead(ClsHead):
     """BatchNorm1d (eps 1e-6, no trainable-free tricks) then a Linear classifier."""
 
@@ -88,8 +92,3 @@ class BNLinearClsHead(ClsHead):
         if x.shape[-1] != self.in_channels:
             raise ValueError(f'BNLinearClsHead(in_channels={self.in_channels}) got features of width {x.shape[-1]}')
         return self.fc(self.norm(x.float()))
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('MODELS', [ClsPatchConcat, AttentionPoolingNeck, BNLinearClsHead], scopes=('mmpretrain', ))

@@ -1,1 +1,2 @@
-"""Datasets and transforms (registered in mmseg's registries by ``perception.segmentation``)."""
+"""Datasets and transforms; importing this package registers them in mmseg's registries."""
+from . import ade, transforms  # noqa: F401  (registration)

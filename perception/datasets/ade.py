@@ -8,6 +8,7 @@ from mmseg.datasets import ADE20KDataset
 
 from .demo_data import CLASSES as DEMO_CLASSES
 from .demo_data import PALETTE as DEMO_PALETTE
+from ..registry import register
 
 
 def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
@@ -20,6 +21,7 @@ def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
     return [items[i] for i in order[:keep]]
 
 
+@register('DATASETS', 'mmseg')
 class PerceptionADE20KDataset(ADE20KDataset):
     """mmseg's ``ADE20KDataset`` (150 classes, ``reduce_zero_label=True``) with:
 
@@ -55,11 +57,13 @@ class PerceptionADE20KDataset(ADE20KDataset):
         return data_list
 
 
+@register('DATASETS', 'mmseg')
 class DemoShapesDataset(PerceptionADE20KDataset):
     """The generated demo dataset (``tools/make_demo_data.py``): 6 shape/texture classes."""
     METAINFO = dict(classes=DEMO_CLASSES, palette=[list(p) for p in DEMO_PALETTE])
 
 
+@register('TRANSFORMS', 'mmseg')
 class CheckSegMap(BaseTransform):
     """Validate a loaded annotation against its image: same size, labels in ``[0, num_classes)`` or
     ``ignore_index``. Errors name the annotation file. Put it right after ``LoadAnnotations``."""
@@ -84,10 +88,3 @@ class CheckSegMap(BaseTransform):
 
     def __repr__(self):
         return f'{type(self).__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'
-
-
-def register():
-    from ..models.registry import register_modules
-    from .transforms import ResizeShortSide
-    register_modules('DATASETS', [PerceptionADE20KDataset, DemoShapesDataset], scopes=('mmseg', ))
-    register_modules('TRANSFORMS', [CheckSegMap, ResizeShortSide], scopes=('mmseg', ))

@@ -3,8 +3,10 @@ from typing import Optional
 
 import mmcv
 from mmcv.transforms import BaseTransform
+from ..registry import register
 
 
+@register('TRANSFORMS', 'mmseg')
 class ResizeShortSide(BaseTransform):
     """Resize so the short side is exactly ``short_side`` (no long-side cap unless ``max_long_side``),
     then round both sides to the nearest multiple of ``size_divisor`` (InternVL's ADE20K test resize).

@@ -23,6 +23,7 @@ from mmengine._strategy import FSDPStrategy
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper
 from torch import nn
+from ..registry import register
 
 
 def _block_cls():
@@ -30,6 +31,7 @@ def _block_cls():
     return Block
 
 
+@register('FUNCTIONS', 'mmengine')
 def internvit_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
                                 min_num_params: int = 0) -> bool:
     """FSDP auto-wrap policy: every InternViT transformer block is its own FSDP unit (the rest of the
@@ -39,11 +41,13 @@ def internvit_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_num
     return isinstance(module, _block_cls()) and nonwrapped_numel >= min_num_params
 
 
+@register('FUNCTIONS', 'mmengine')
 def internvit_block_checkpoint_fn(module: nn.Module) -> bool:
     """Activation checkpointing per InternViT block (matches the wrap unit)."""
     return isinstance(module, _block_cls())
 
 
+@register('STRATEGIES', 'mmengine')
 class PortableFSDPStrategy(FSDPStrategy):
     """mmengine's ``FSDPStrategy`` that also runs without CUDA (see the module docstring)."""
 
@@ -140,9 +144,3 @@ class PortableFSDPStrategy(FSDPStrategy):
                 params.append(sharded[name])
             group['params'] = params
         return optim_wrapper
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('FUNCTIONS', [internvit_block_wrap_policy, internvit_block_checkpoint_fn], scopes=('mmengine', ))
-    register_modules('STRATEGIES', [PortableFSDPStrategy], scopes=('mmengine', ))

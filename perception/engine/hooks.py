@@ -3,8 +3,10 @@ import os.path as osp
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from ..registry import register
 
 
+@register('HOOKS')
 class FewShotSubsetHook(Hook):
     """Writes the training subset chosen by ``few_shot_divisor`` to ``work_dir/few_shot_subset.txt``."""
 
@@ -24,6 +26,7 @@ class FewShotSubsetHook(Hook):
                   f'{dataset.few_shot_seed}) listed in {out}', logger='current')
 
 
+@register('HOOKS')
 class LearningCurveHook(Hook):
     """After training (and after each validation) writes ``learning_curve.png`` in the log dir."""
     priority = 'VERY_LOW'
@@ -47,6 +50,7 @@ class LearningCurveHook(Hook):
         print_log(f'learning curve: {osp.join(runner.log_dir, "learning_curve.png")}', logger='current')
 
 
+@register('HOOKS')
 class ParamSyncCheckHook(Hook):
     """Checks that data-parallel ranks hold identical parameters: every ``interval`` iterations (and
     after training) each rank hashes its parameters, the hashes are all-gathered, and a mismatch is an
@@ -86,8 +90,3 @@ class ParamSyncCheckHook(Hook):
 
     def after_train(self, runner):
         self._check(runner, runner.iter)
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('HOOKS', [FewShotSubsetHook, LearningCurveHook, ParamSyncCheckHook])

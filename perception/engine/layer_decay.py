@@ -20,6 +20,7 @@ from typing import List
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
+from ..registry import register
 
 _WRAPPERS = re.compile(r'(^|\.)(module|_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)(?=\.)')
 
@@ -50,6 +51,7 @@ def no_weight_decay(name: str, param, exempt_pos_embed_cls_token: bool = False) 
     return False
 
 
+@register('OPTIM_WRAPPER_CONSTRUCTORS')
 class InternViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.95), optional ``num_layers`` (default: the
     backbone's), ``exempt_pos_embed_cls_token`` (default False, as the reference executed)."""
@@ -87,8 +89,3 @@ class InternViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor)
         print_log(f'layer-wise lr decay: rate {rate}, {num_layers} layers, {len(groups)} parameter groups, '
                   f'pos_embed/cls_token weight decay {"exempt" if exempt else "kept (as executed)"}',
                   logger='current')
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('OPTIM_WRAPPER_CONSTRUCTORS', [InternViTLayerDecayOptimWrapperConstructor])

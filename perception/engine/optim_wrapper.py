@@ -3,6 +3,7 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.optim import OptimWrapper
+from ..registry import register
 
 
 def cpu_has_native_bf16() -> bool:
@@ -19,6 +20,7 @@ def cpu_bf16_note() -> str:
             'bf16 autocast is emulated here and can be many times slower than fp32')
 
 
+@register('OPTIM_WRAPPERS')
 class BF16OptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward runs under ``torch.autocast(dtype=bfloat16)`` on the model's
     device type (CPU with AVX-512-BF16/AMX, or CUDA). bf16 has fp32's exponent range, so no loss
@@ -37,8 +39,3 @@ class BF16OptimWrapper(OptimWrapper):
             device = p.device.type if p is not None else 'cpu'
         with super().optim_context(model), torch.autocast(device_type=device, dtype=self.cast_dtype):
             yield
-
-
-def register():
-    from ..models.registry import register_modules
-    register_modules('OPTIM_WRAPPERS', [BF16OptimWrapper])

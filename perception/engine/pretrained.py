@@ -1,13 +1,18 @@
 """``init_cfg=dict(type='Pretrained', checkpoint=...)`` that understands every InternViT format.
 
 mmengine's ``PretrainedInit`` loads with ``strict=False`` and knows one key layout. This subclass
-(registered under the same name, so existing configs keep working) routes InternViT backbones and
-segmentors with an InternViT backbone through perception's strict loaders; every other module is
-left to mmengine's behaviour.
+routes InternViT backbones and segmentors with an InternViT backbone through perception's strict
+loaders; every other module gets mmengine's behaviour. It is registered as ``Pretrained`` in
+mmseg's and mmpretrain's own ``WEIGHT_INITIALIZERS`` (children of mmengine's), which mmengine
+consults under those default scopes; mmengine's root registry, and so every other scope in the
+process, keeps mmengine's initializer.
 """
 from mmengine.model.weight_init import PretrainedInit, update_init_info
 
+from ..registry import register
 
+
+@register('WEIGHT_INITIALIZERS', 'mmseg', 'mmpretrain', name='Pretrained')
 class InternViTAwarePretrainedInit(PretrainedInit):
 
     def __call__(self, module):
@@ -28,8 +33,3 @@ class InternViTAwarePretrainedInit(PretrainedInit):
         if hasattr(module, '_params_init_info'):
             update_init_info(module, init_info=self._get_init_info())
 
-
-def register():
-    from mmengine.registry import WEIGHT_INITIALIZERS
-    if WEIGHT_INITIALIZERS.get('Pretrained') is not InternViTAwarePretrainedInit:
-        WEIGHT_INITIALIZERS.register_module(name='Pretrained', module=InternViTAwarePretrainedInit, force=True)

@@ -1,9 +1,8 @@
-"""OpenMMLab models of perception; importing this registers them in mmseg's and mmpretrain's MODELS."""
+"""OpenMMLab models of perception; each class registers itself where it is defined
+(``perception.registry.register``), so importing this package registers them."""
+from .heads import LinearProbeHead
 from .internvit import InternViT
 from .loading import load_backbone
 from .pyramid import InternViTPyramid
-from .registry import register_all
 
-register_all()
-
-__all__ = ['InternViT', 'InternViTPyramid', 'load_backbone']
+__all__ = ['InternViT', 'InternViTPyramid', 'LinearProbeHead', 'load_backbone']

@@ -4,8 +4,10 @@ from typing import List
 import torch
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from torch import nn
+from ..registry import register
 
 
+@register('MODELS', 'mmseg')
 class LinearProbeHead(BaseDecodeHead):
     """BatchNorm on one backbone map, then the 1x1 ``conv_seg`` (InternVL's linear-probe head).
 

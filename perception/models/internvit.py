@@ -6,8 +6,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ..layers.vision_transformer import InternVisionTransformer
+from ..registry import register
 
 
+@register('MODELS', 'mmseg', 'mmpretrain')
 class InternViT(InternVisionTransformer, BaseModule):
     """InternViT-6B / 300M backbone.
 

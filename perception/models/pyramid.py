@@ -6,8 +6,10 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ..layers.norm import LayerNorm2d
+from ..registry import register
 
 
+@register('MODELS', 'mmseg', 'mmpretrain')
 class InternViTPyramid(BaseModule):
     """4x up, 2x up, identity and 0.5x down of the 1/patch grid (strides 3.5, 7, 14, 28 for p=14).
 

@@ -1,4 +1,6 @@
-# The generated demo dataset (tools/make_demo_data.py): 6 shape/texture classes, ADE20K layout, 112x112.
+# The generated demo dataset (tools/make_demo_data.py): 6 shape/texture classes, ADE20K layout, 112x112;
+# the ADE20K loaders of ade20k_504x504.py with their own pipelines, batch 8 and one worker.
+_base_ = './ade20k_504x504.py'
 dataset_type = 'DemoShapesDataset'
 data_root = 'data/demo_shapes'
 crop_size = (112, 112)
@@ -18,26 +20,7 @@ test_pipeline = [
     dict(type='CheckSegMap', num_classes=6),
     dict(type='PackSegInputs'),
 ]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
+train_dataloader = dict(batch_size=8, num_workers=1,
+                        dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1, dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

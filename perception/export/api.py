@@ -1,0 +1,146 @@
+"""``export_model`` / ``export_segmentor``: one call writes one verified bundle folder, atomically."""
+import datetime
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_session,
+                             read_manifest, sha256_file)
+from ..deploy.files import sha256_path
+from .bundle_io import finish_tree, move_into_place, prepare_out
+from .errors import ExportError
+from .metadata import bundle_metadata, dump_config
+from .verify import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, default_verify_sizes, verify_onnx, verify_pt2
+from .wrapper import ExportableSegmentor, reference_logits
+from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, export_onnx,
+                      export_safetensors, torch_export)
+
+
+FORMATS = ('onnx', 'safetensors', 'pt2')
+
+
+def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: Optional[Sequence] = None,
+                 opset: Optional[int] = None, tolerance: float = DEFAULT_TOLERANCE,
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                 verify_sizes: Optional[Sequence[Tuple[int, int, int]]] = None,
+                 external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, dtype: str = 'bf16',
+                 source: Optional[Dict] = None, seed: int = 0) -> Dict:
+    """Export a built segmentor (``perception.inference.init_segmentor``) into the bundle ``out_dir``.
+
+    ``formats``: any of 'onnx', 'safetensors', 'pt2'. Each exported model is checked against PyTorch
+    on ``verify_sizes`` (``(batch, H, W)``; default: the crop with batch 2 and a non-square size);
+    past ``tolerance`` (max abs logit difference over ``max(1, max |logit|)``) or below
+    ``min_agreement`` (argmax), ``ExportVerificationError`` is raised and nothing is written.
+    Returns the manifest.
+    """
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f'unknown export format(s) {unknown or formats}; choose from {FORMATS}')
+    out_dir = Path(out_dir).absolute()
+    prepare_out(out_dir)
+    if getattr(segmentor.backbone, 'output_cls_token', False):
+        raise ExportError('backbone output_cls_token=True: segmentation heads read feature maps only')
+    segmentor.eval()
+    t0 = time.perf_counter()
+    meta = bundle_metadata(segmentor, slide)
+    p, min_size = meta['patch_size'], meta['min_size']
+    model_id = uuid.uuid4().hex
+    sizes = [tuple(int(v) for v in s) for s in (verify_sizes or default_verify_sizes(meta['slide']['crop'], p,
+                                                                                     min_size))]
+    for b, h, w in sizes:
+        if h % p or w % p or min(h, w) < min_size:
+            raise ExportError(f'verification size {h}x{w} must be multiples of the patch size {p}, at least '
+                              f'{min_size}')
+    g = torch.Generator().manual_seed(seed)
+    inputs = [torch.randn(b, 3, h, w, generator=g) for b, h, w in sizes]
+    need_model = any(f in formats for f in ('onnx', 'pt2'))
+    refs = [reference_logits(segmentor, x) for x in inputs] if need_model else []
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.tmp', dir=out_dir.parent))
+    session = None
+    try:
+        manifest = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, model_id=model_id)
+        manifest.update(meta)
+        dump_config(segmentor.cfg, tmp / 'config.py')
+        manifest['config'] = 'config.py'
+        ep = None
+        if need_model:
+            wrapper = ExportableSegmentor(segmentor).eval()
+            example = torch.randn(2, 3, *meta['slide']['crop'], generator=g)
+            t = time.perf_counter()
+            ep = torch_export(wrapper, example, p, min_size)
+            print_log(f'torch.export: {time.perf_counter() - t:.1f} s', logger='current')
+        if 'pt2' in formats:
+            torch.export.save(ep, str(tmp / 'model.pt2'))
+            rows = verify_pt2(tmp / 'model.pt2', inputs, refs, tolerance, min_agreement)
+            manifest['pt2'] = dict(file='model.pt2', verification=rows)
+        if 'safetensors' in formats:
+            manifest['safetensors'] = export_safetensors(segmentor, tmp, dtype, model_id)
+        if 'onnx' in formats:
+            t = time.perf_counter()
+            info = export_onnx(ep, tmp / ONNX_FILE, opset, model_id, meta['num_classes'], p,
+                               external_data_threshold)
+            print_log(f'ONNX export (opset {info["opset"]}, {info["initializer_bytes"] / 2 ** 20:.1f} MiB of '
+                      f'weights{", external data" if info["external_data"] else ""}): '
+                      f'{time.perf_counter() - t:.1f} s', logger='current')
+            ep = None
+            rows, session = verify_onnx(tmp / ONNX_FILE, inputs, refs, tolerance, min_agreement)
+            manifest['onnx'] = dict(file=ONNX_FILE, external_data=info['external_data'], opset=info['opset'],
+                                    input=INPUT_NAME, output=OUTPUT_NAME,
+                                    initializer_bytes=info['initializer_bytes'])
+            manifest['opset'] = info['opset']
+            manifest['verification'] = dict(tolerance=tolerance, min_argmax_agreement=min_agreement,
+                                            onnxruntime=rows)
+        else:
+            manifest['onnx'] = None
+        src = dict(source or {})
+        src.setdefault('torch', torch.__version__)
+        try:
+            import mmseg
+            src.setdefault('mmseg', mmseg.__version__)
+        except ImportError:
+            pass
+        src['exported_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        manifest['source'] = src
+        manifest['files'] = {f.name: dict(bytes=f.stat().st_size, sha256=sha256_file(f))
+                             for f in sorted(tmp.iterdir()) if f.is_file() and f.name != MANIFEST_NAME}
+        manifest['export_seconds'] = round(time.perf_counter() - t0, 1)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + '\n')
+        if session is not None:  # what perception.deploy.load_bundle will check, on the final files
+            m = read_manifest(tmp)
+            check_files(tmp, m)
+            check_session(session, m, tmp / ONNX_FILE)
+        session = None
+        finish_tree(tmp)
+        move_into_place(tmp, out_dir)
+    except BaseException:
+        session = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest['path'] = str(out_dir)
+    print_log(f'exported {", ".join(formats)} to {out_dir} in {manifest["export_seconds"]} s', logger='current')
+    return manifest
+
+
+def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequence[str] = ('onnx',),
+                     cfg_options: Optional[Dict] = None, **kwargs) -> Dict:
+    """Build the segmentor of ``config`` with ``checkpoint`` (any format this project reads; None: the
+    config's own initialisation) and :func:`export_model` it. Returns the manifest."""
+    from ..inference import init_segmentor
+    model = init_segmentor(config, checkpoint, 'cpu', cfg_options)
+    cfg_path = getattr(model.cfg, 'filename', None) if not isinstance(config, (str, Path)) else str(config)
+    source = dict(config=str(Path(cfg_path).absolute()) if cfg_path else None,
+                  config_sha256=sha256_path(cfg_path) if cfg_path else None,
+                  cfg_options=cfg_options or None,
+                  checkpoint=str(Path(checkpoint).absolute()) if checkpoint else None,
+                  checkpoint_sha256=sha256_path(checkpoint) if checkpoint else None)
+    return export_model(model, out_dir, formats, source=source, **kwargs)

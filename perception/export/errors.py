@@ -1,0 +1,9 @@
+"""Errors of the export: one line naming what cannot be exported, or where verification failed."""
+
+
+class ExportError(RuntimeError):
+    """The segmentor cannot be exported as asked; the message says what and where."""
+
+
+class ExportVerificationError(ExportError):
+    """The exported model disagrees with PyTorch beyond the tolerance."""

@@ -1,0 +1,109 @@
+"""What a bundle's manifest says about the model: normalisation, classes and palette, patch size,
+resize and sliding-window settings (from the config's test pipeline), and the config itself."""
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.logging import print_log
+
+from .errors import ExportError
+from .writers import INPUT_NAME
+
+
+def _pair(v) -> Tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    return int(v[0]), int(v[1])
+
+
+def _test_pipeline(cfg) -> list:
+    try:
+        return list(cfg.test_dataloader.dataset.pipeline)
+    except (AttributeError, KeyError, TypeError):
+        return list(cfg.get('test_pipeline') or [])
+
+
+def resize_spec(cfg) -> Optional[Dict]:
+    """The test-time resize of the config's pipeline, in the manifest's terms (None: none known)."""
+    for t in _test_pipeline(cfg):
+        typ = t.get('type') if isinstance(t, dict) else None
+        if typ == 'ResizeShortSide':
+            return dict(type='short_side', short_side=int(t['short_side']),
+                        size_divisor=int(t.get('size_divisor', 1) or 1),
+                        max_long_side=int(t['max_long_side']) if t.get('max_long_side') else None)
+        if typ == 'Resize' and t.get('keep_ratio') and t.get('scale') is not None:
+            return dict(type='keep_ratio', scale=[int(v) for v in _pair(t['scale'])])
+        if typ in ('Resize', 'RandomResize', 'ResizeToMultiple', 'TestTimeAug'):
+            print_log(f'test pipeline step {typ} has no deploy equivalent: the runtime uses the sliding '
+                      'window on the image as given (upscaled when smaller than the crop)',
+                      logger='current', level=30)
+            return None
+    return None
+
+
+def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
+    """Everything the deploy runtime needs besides the model: normalisation, classes, palette, patch
+    size, sliding window, test resize."""
+    cfg = segmentor.cfg
+    head = segmentor.decode_head
+    n = int(head.num_classes)
+    if int(getattr(head, 'out_channels', n)) != n:
+        raise ExportError(f'decode head has out_channels={head.out_channels} for {n} classes (sigmoid '
+                          'binary segmentation): not supported by the deploy runtime')
+    p = getattr(segmentor.backbone, 'patch_size', None)
+    if not isinstance(p, int):
+        raise ExportError(f'backbone {type(segmentor.backbone).__name__} has no integer patch_size')
+    meta = getattr(segmentor, 'dataset_meta', None) or {}
+    classes = [str(c) for c in (meta.get('classes') or [])]
+    if len(classes) != n:
+        if classes:
+            print_log(f'the dataset lists {len(classes)} classes but the head predicts {n}: the manifest '
+                      'names them 0..N-1', logger='current', level=30)
+        classes = [str(i) for i in range(n)]
+        palette = None
+    else:
+        palette = meta.get('palette')
+    if palette is None or len(palette) < n:
+        from ..deploy.runtime import default_palette
+        palette = default_palette(n)
+    palette = [[int(c) for c in rgb] for rgb in list(palette)[:n]]
+
+    dp = cfg.model.get('data_preprocessor') or {}
+    mean, std = dp.get('mean'), dp.get('std')
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        raise ExportError(f'model.data_preprocessor needs 3-value mean and std to export, got mean={mean} '
+                          f'std={std}')
+    color = 'RGB' if dp.get('bgr_to_rgb', False) or dp.get('rgb_to_bgr', False) else 'BGR'
+
+    tc = cfg.model.get('test_cfg') or {}
+    if slide:
+        crop, stride = _pair(slide[0]), _pair(slide[1])
+    elif tc.get('mode') == 'slide':
+        crop, stride = _pair(tc['crop_size']), _pair(tc['stride'])
+    else:
+        size = dp.get('size') or cfg.get('crop_size')
+        if size is None:
+            raise ExportError('the config has no slide test_cfg, data_preprocessor size or crop_size: pass '
+                              'slide=(crop, stride)')
+        crop = _pair(size)
+        stride = tuple(max(p, int(round(c * 2 / 3 / p)) * p) for c in crop)
+    if crop[0] % p or crop[1] % p:
+        raise ExportError(f'slide crop {crop} is not a multiple of the patch size {p}')
+    min_size = 2 * p if getattr(segmentor, 'with_neck', False) else p
+    return dict(num_classes=n, classes=classes, palette=palette, patch_size=p, min_size=min_size,
+                input=dict(name=INPUT_NAME, layout='NCHW', dtype='float32', color=color,
+                           mean=[float(v) for v in mean], std=[float(v) for v in std]),
+                slide=dict(crop=list(crop), stride=list(stride)), resize=resize_spec(cfg),
+                align_corners=bool(getattr(head, 'align_corners', False)))
+
+
+def dump_config(cfg, path):
+    """The config as a self-contained ``.py`` (the backbone's pretrained ``init_cfg`` dropped)."""
+    from mmengine.config import Config
+    cfg = Config(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg))
+    bb = cfg.model.get('backbone') or {}
+    if isinstance(bb, dict) and bb.get('init_cfg'):
+        bb['init_cfg'] = None
+    if cfg.model.get('init_cfg'):
+        cfg.model['init_cfg'] = None
+    cfg.model.pop('pretrained', None)
+    cfg.dump(str(path))

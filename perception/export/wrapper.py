@@ -1,0 +1,84 @@
+"""The exported network: the segmentor (backbone -> neck -> head, resized to the input) around
+the backbone's own forward, with adaptive pools written as matrices so the graph has dynamic shapes."""
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ExportError
+
+
+def adaptive_pool_matrix(n_in, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """``[n_out, n_in]`` averaging weights of adaptive average pooling (bins ``floor(i n/o)..ceil((i+1) n/o)``).
+
+    Built from tensor ops on a possibly symbolic ``n_in``, so the pooling exports with dynamic sizes
+    (PyTorch's decomposition of ``adaptive_avg_pool2d`` bakes the traced size into gather indices).
+    """
+    i = torch.arange(n_out, device=like.device)
+    j = torch.arange(n_in, device=like.device)
+    start = (i * n_in) // n_out
+    end = ((i + 1) * n_in + n_out - 1) // n_out
+    mask = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return mask.to(like.dtype) / (end - start).to(like.dtype)[:, None]
+
+
+class ExportableAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` as two small matrix products: the same numbers, any input size."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        o = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        if any(v is None for v in o):
+            raise ExportError(f'AdaptiveAvgPool2d({output_size}) with a None size cannot be exported')
+        self.output_size = (int(o[0]), int(o[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph = adaptive_pool_matrix(x.shape[-2], self.output_size[0], x)
+        pw = adaptive_pool_matrix(x.shape[-1], self.output_size[1], x)
+        return torch.einsum('ih,bchw,jw->bcij', ph, x, pw)
+
+
+@contextlib.contextmanager
+def exportable_pools(module: nn.Module):
+    """Temporarily replace every ``nn.AdaptiveAvgPool2d`` under ``module`` (UperNet's PPM)."""
+    swapped = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.AdaptiveAvgPool2d:
+                setattr(parent, name, ExportableAdaptiveAvgPool2d(child.output_size))
+                swapped.append((parent, name, child))
+    try:
+        yield module
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
+class ExportableSegmentor(nn.Module):
+    """``forward(x)``: normalised ``[B, 3, H, W]`` -> logits ``[B, num_classes, H, W]``.
+
+    The segmentor's backbone, neck and decode head (the auxiliary head is not part of inference), then
+    a bilinear resize to the input size: what ``EncoderDecoder.encode_decode`` computes, through the
+    backbone's own forward (InternViT traces with symbolic H, W: see ``pos_embed_for``).
+    """
+
+    def __init__(self, segmentor):
+        super().__init__()
+        self.backbone = segmentor.backbone
+        self.neck = segmentor.neck if getattr(segmentor, 'with_neck', False) else None
+        self.decode_head = segmentor.decode_head
+        self.align_corners = bool(getattr(segmentor.decode_head, 'align_corners', False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone(x)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        logits = self.decode_head(feats)
+        return F.interpolate(logits, size=x.shape[2:], mode='bilinear', align_corners=self.align_corners)
+
+
+def reference_logits(segmentor, x: torch.Tensor) -> torch.Tensor:
+    """The PyTorch result the export must reproduce: mmseg's own ``encode_decode`` on ``x``."""
+    with torch.no_grad():
+        return segmentor.encode_decode(x, [dict(img_shape=x.shape[2:], ori_shape=x.shape[2:])])
