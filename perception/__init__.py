@@ -28,7 +28,7 @@ __all__ = ['__version__', *_LAZY]
 # classes they pickle allow-listed. Done here when torch is already imported (importing it here would
 # make perception.deploy depend on it); perception's loaders, `perception.engine` (which the configs
 # import) and `perception.allow_mmengine_globals()` do it in any case.
-if 'torch' in sys.modules:
+if sys.modules.get('torch') is not None:
     from .checkpoint.safe_load import allow_mmengine_globals as _allow
     _allow()
 

@@ -1,28 +1,14 @@
 """Segment images with a trained segmentor: label PNGs and colour overlays."""
 import copy
-import os
-import os.path as osp
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
 
-IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
-    if isinstance(inputs, (list, tuple)):
-        out = []
-        for i in inputs:
-            out += list_images(i)
-        return out
-    p = Path(inputs)
-    if p.is_dir():
-        return sorted(str(f) for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS)
-    if not p.exists():
-        raise FileNotFoundError(f'input not found: {inputs}')
-    return [str(p)]
+from .deploy.io import IMG_EXTS, list_images  # noqa: F401  (one home, re-exported)
+from .deploy.io import segment_images as _segment_images
+from .deploy.runtime import overlay as _overlay
+from .deploy.runtime import read_image  # noqa: F401  (re-exported)
 
 
 def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu', cfg_options=None,
@@ -72,14 +58,6 @@ def _pipeline(cfg):
     return Compose(steps)
 
 
-def read_image(path: str) -> np.ndarray:
-    import cv2
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'cannot read image {path} (corrupt, truncated or not an image)')
-    return img  # BGR, as mmseg's pipelines expect
-
-
 def segment(model, img_bgr: np.ndarray):
     """Label map (H x W, uint8/int64) of one BGR image, and the SegDataSample."""
     import torch
@@ -92,44 +70,28 @@ def segment(model, img_bgr: np.ndarray):
 
 def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
             side_by_side: bool = True) -> np.ndarray:
-    """The image blended with the class colours (next to the plain image when ``side_by_side``)."""
-    pal = np.asarray(palette, np.uint8) if palette is not None else \
-        np.random.RandomState(0).randint(0, 255, (256, 3)).astype(np.uint8)
-    color = pal[np.clip(label, 0, len(pal) - 1)][..., ::-1]  # RGB palette -> BGR
-    blend = (img_bgr * (1 - alpha) + color * alpha).astype(np.uint8)
-    return np.concatenate([img_bgr, blend], axis=1) if side_by_side else blend
+    """The image blended with the class colours, next to the plain image (``perception.deploy``'s
+    overlay, side by side by default)."""
+    return _overlay(img_bgr, label, palette, alpha, side_by_side)
+
+
+class _TorchSegmenter:
+    """The PyTorch segmentor behind ``perception.deploy``'s ``segment(img, alpha, side_by_side)``."""
+
+    def __init__(self, model):
+        self.model = model
+        self.palette = (model.dataset_meta or {}).get('palette')
+        # label PNGs: 8-bit up to 256 classes, 16-bit beyond (as the ONNX runtime writes them)
+        self.label_dtype = np.uint8 if model.decode_head.num_classes <= 256 else np.uint16
+
+    def segment(self, img_bgr, alpha: float = 0.5, side_by_side: bool = False):
+        label, _ = segment(self.model, img_bgr)
+        return label.astype(self.label_dtype), overlay(img_bgr, label, self.palette, alpha, side_by_side)
 
 
 def segment_images(model, inputs, out_dir: str, alpha: float = 0.5, progress: bool = True) -> Dict:
-    """Writes ``<name>_label.png`` and ``<name>_overlay.jpg`` per image; unreadable images are reported
+    """Writes ``<name>_label.png`` and ``<name>_overlay.jpg`` per image (the loop of
+    ``perception.deploy.segment_images``, which the ONNX backend runs); unreadable images are reported
     by name and skipped. Returns ``{'written': [...], 'failed': {path: reason}}``."""
-    import cv2
-
-    from .checkpoint.io import atomic_write
-    files = list_images(inputs)
-    os.makedirs(out_dir, exist_ok=True)
-    palette = (model.dataset_meta or {}).get('palette')
-    written, failed = [], {}
-    it = files
-    if progress and len(files) > 1:
-        from tqdm import tqdm
-        it = tqdm(files, desc='segmenting', unit='img')
-    for f in it:
-        try:
-            img = read_image(f)
-        except ValueError as e:
-            failed[f] = str(e)
-            print_log(f'skipped {f}: {e}', logger='current', level=30)
-            continue
-        label, _ = segment(model, img)
-        stem = osp.splitext(osp.basename(f))[0]
-        for suffix, arr in (('_label.png', label.astype(np.uint8)), ('_overlay.jpg', overlay(img, label, palette, alpha))):
-            out = osp.join(out_dir, stem + suffix)
-            with atomic_write(out) as tmp:
-                ok, buf = cv2.imencode(osp.splitext(out)[1], arr)
-                tmp.write_bytes(buf.tobytes())
-            written.append(out)
-    print_log(f'segmented {len(files) - len(failed)} of {len(files)} images into {out_dir}'
-              + (f'; {len(failed)} unreadable: ' + ', '.join(map(osp.basename, failed)) if failed else ''),
-              logger='current')
-    return {'written': written, 'failed': failed}
+    return _segment_images(_TorchSegmenter(model), inputs, out_dir, alpha, progress,
+                           log=lambda msg, level: print_log(msg, logger='current', level=level))

@@ -4,7 +4,9 @@
 
 First writes random bf16 weights of the real shapes (5.9 B parameters, 11.8 GB) as format A
 (``intern_vit_6b_224px.pth``, under ``module``) and format B (the Hugging Face 224px repo: two
-``pytorch_model-*.bin`` shards, index json, config.json) to a temporary folder, then for each format
+``pytorch_model-*.bin`` shards, index json, config.json) and format S (the same in the layout of the
+448px releases: three ``model-*.safetensors`` shards + ``model.safetensors.index.json``, read through
+the ``safetensors`` library) to a temporary folder, then for each format
 in a fresh process: ``perception.load_backbone`` (meta-device build, bf16 fill), forward at each size
 in bf16 (frozen, SDPA), peak resident memory (VmHWM). Also times the block's bf16 matmuls at the
 same token counts (the floor a forward cannot beat) and prints forward / floor.
@@ -49,9 +51,9 @@ def write_checkpoints(workdir: Path, formats):
         torch.save({'module': sd}, p)
         out['A'] = str(p)
         print(f'wrote format A {p} ({p.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s', flush=True)
-    if 'B' in formats:
+    for fmt in [f for f in ('B', 'S') if f in formats]:
         t0 = time.perf_counter()
-        d = workdir / 'InternViT-6B-224px'
+        d = workdir / ('InternViT-6B-224px' if fmt == 'B' else 'InternViT-6B-224px-safetensors')
         d.mkdir(exist_ok=True)
         hf = {'cls_token': 'embeddings.class_embedding', 'pos_embed': 'embeddings.position_embedding',
               'patch_embed.proj.weight': 'embeddings.patch_embedding.weight',
@@ -63,20 +65,28 @@ def write_checkpoints(workdir: Path, formats):
             k = k.replace('blocks.', 'encoder.layers.', 1)
             return k[:-len('.gamma')] if k.endswith(('ls1.gamma', 'ls2.gamma')) else k
         names = list(sd)
-        half = len(names) // 2
+        n = 2 if fmt == 'B' else 3
+        parts = [names[i * len(names) // n:(i + 1) * len(names) // n] for i in range(n)]
         weight_map = {}
-        for i, part in enumerate((names[:half], names[half:])):
-            fname = f'pytorch_model-0000{i + 1}-of-00002.bin'
-            torch.save({hf_name(k): sd[k] for k in part}, d / fname)
+        for i, part in enumerate(parts):
+            if fmt == 'B':
+                fname = f'pytorch_model-0000{i + 1}-of-0000{n}.bin'
+                torch.save({hf_name(k): sd[k] for k in part}, d / fname)
+            else:  # streamed one tensor at a time (safetensors' save_file copies a whole shard first)
+                from perception.checkpoint.io import LazyTensor, write_safetensors
+                fname = f'model-0000{i + 1}-of-0000{n}.safetensors'
+                write_safetensors(d / fname, {hf_name(k): LazyTensor.wrap(sd[k]) for k in part},
+                                  metadata={'format': 'pt'})
             weight_map.update({hf_name(k): fname for k in part})
-        (d / 'pytorch_model.bin.index.json').write_text(json.dumps({'metadata': {}, 'weight_map': weight_map}))
+        index = 'pytorch_model.bin.index.json' if fmt == 'B' else 'model.safetensors.index.json'
+        (d / index).write_text(json.dumps({'metadata': {}, 'weight_map': weight_map}))
         (d / 'config.json').write_text(json.dumps({
             'architectures': ['InternVisionModel'], 'hidden_size': 3200, 'num_attention_heads': 25,
             'intermediate_size': 12800, 'num_hidden_layers': 48, 'image_size': 224, 'patch_size': 14,
             'qkv_bias': False, 'qk_normalization': True, 'layer_norm_eps': 1e-6, 'initializer_factor': 0.1,
             'drop_path_rate': 0.0, 'use_flash_attn': True, 'torch_dtype': 'bfloat16'}))
-        out['B'] = str(d)
-        print(f'wrote format B {d} in {time.perf_counter() - t0:.0f} s', flush=True)
+        out[fmt] = str(d)
+        print(f'wrote format {fmt} {d} in {time.perf_counter() - t0:.0f} s', flush=True)
     return out
 
 
@@ -113,7 +123,7 @@ def run_one(path: str, sizes, repeats: int) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--workdir', help='where to write the checkpoints (default: a temp dir, removed after)')
-    p.add_argument('--formats', nargs='+', default=['A', 'B'], choices=['A', 'B'])
+    p.add_argument('--formats', nargs='+', default=['A', 'B', 'S'], choices=['A', 'B', 'S'])
     p.add_argument('--sizes', nargs='+', type=int, default=[224, 448])
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--reuse', action='store_true', help='with --workdir: reuse checkpoints written by an earlier run')
@@ -128,7 +138,8 @@ def main(argv=None):
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix='internvit6b-'))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        existing = {'A': tmp / 'intern_vit_6b_224px.pth', 'B': tmp / 'InternViT-6B-224px'}
+        existing = {'A': tmp / 'intern_vit_6b_224px.pth', 'B': tmp / 'InternViT-6B-224px',
+                    'S': tmp / 'InternViT-6B-224px-safetensors'}
         if args.reuse and all(existing[f].exists() for f in args.formats):
             paths = {f: str(existing[f]) for f in args.formats}
             print(f'reusing the checkpoints in {tmp}')

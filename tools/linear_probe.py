@@ -30,10 +30,10 @@ def main(argv=None):
     p.add_argument('--benchmark', action='store_true', help='also time one epoch of the plain probe')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
-    import perception  # noqa: F401
     from mmengine.config import Config
     from mmengine.logging import MMLogger
-    from perception.classification.fast_probe import plain_probe_epoch_seconds, run_linear_probe
+    from perception.benchmark import plain_probe_epoch_seconds
+    from perception.classification.fast_probe import run_linear_probe
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

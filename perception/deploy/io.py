@@ -1,7 +1,7 @@
 """Files in, label PNGs and overlays out (the ``--backend onnx`` side of ``tools/infer.py``)."""
 import logging
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Callable, Dict, List, Sequence, Union
 
 import numpy as np
 
@@ -36,9 +36,17 @@ def encode_image(path, arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5) -> Dict:
-    """``<name>_label.png`` and ``<name>_overlay.jpg`` (image | blend) per image, as the PyTorch backend
-    writes them; unreadable images are reported by name and skipped.
+def _log(msg: str, level: int = logging.INFO):
+    logger.log(level, msg)
+
+
+def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5, progress: bool = False,
+                   log: Callable[[str, int], None] = _log) -> Dict:
+    """``<name>_label.png`` and ``<name>_overlay.jpg`` (image | blend) per image; unreadable images
+    are reported by name and skipped. ``segmenter`` is anything with this runtime's
+    ``segment(img_bgr, alpha=, side_by_side=) -> (label, overlay)``: the ONNX ``Segmenter`` here, the
+    PyTorch segmentor in ``perception.inference`` (one loop, the same files from both backends).
+    ``progress``: a tqdm bar when tqdm is installed; ``log(message, level)``: where messages go.
 
     Returns ``{'written': [...], 'failed': {path: reason}}``.
     """
@@ -46,12 +54,19 @@ def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, failed = [], {}
-    for f in files:
+    it = files
+    if progress and len(files) > 1:
+        try:
+            from tqdm import tqdm
+            it = tqdm(files, desc='segmenting', unit='img')
+        except ImportError:
+            pass
+    for f in it:
         try:
             img = read_image(f)
         except ValueError as e:
             failed[f] = str(e)
-            logger.warning('skipped %s: %s', f, e)
+            log(f'skipped {f}: {e}', logging.WARNING)
             continue
         label, over = segmenter.segment(img, alpha=alpha, side_by_side=True)
         if label.dtype != np.uint8:
@@ -64,5 +79,5 @@ def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5) ->
     msg = f'segmented {len(files) - len(failed)} of {len(files)} images into {out_dir}'
     if failed:
         msg += f'; {len(failed)} unreadable: ' + ', '.join(Path(p).name for p in failed)
-    logger.info(msg)
+    log(msg, logging.INFO)
     return {'written': written, 'failed': failed}
