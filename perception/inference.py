@@ -22,6 +22,7 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
 
     from .apis import _replace_syncbn
     from .segmentation.checkpoint import load_segmentor_checkpoint
+    from .segmentation.test_time import check_slide, enable_any_input_size
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -31,7 +32,11 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     if slide:
         crop, stride = int(slide[0]), int(slide[1])
         cfg.model.test_cfg = dict(mode='slide', crop_size=(crop, crop), stride=(stride, stride))
+    tc = cfg.model.get('test_cfg') or {}
+    if tc.get('mode') == 'slide':  # before building: a window that cannot work fails fast, in one line
+        check_slide(tc.get('crop_size'), tc.get('stride'), 1)
     model = MODELS.build(cfg.model)
+    enable_any_input_size(model)  # the padding rule of perception/segmentation/test_time.py; checks test_cfg
     if checkpoint:
         load_segmentor_checkpoint(model, checkpoint)
     else:

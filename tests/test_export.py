@@ -126,7 +126,8 @@ def test_upernet_bundle_manifest_and_parity_at_two_sizes(upernet_bundle, trained
                                        'model.pt2']
     assert m['classes'] == list(DEMO_CLASSES) and m['palette'] == [list(p) for p in DEMO_PALETTE]
     assert m['num_classes'] == 6 and m['patch_size'] == 14 and m['min_size'] == 28
-    assert m['slide'] == {'crop': [112, 112], 'stride': [70, 70]}  # whole-mode config: crop from the preprocessor
+    # the demo config tests whole images (issue 13: exported as 'whole', no longer as a made-up window)
+    assert m['mode'] == 'whole' and m['slide'] is None and m['version'] == 2
     assert m['resize'] == {'type': 'short_side', 'short_side': 112, 'size_divisor': 14, 'max_long_side': None}
     assert m['input']['mean'] == [123.675, 116.28, 103.53] and m['input']['color'] == 'RGB'
     assert m['opset'] >= 18 and m['onnx']['external_data'] == []
@@ -194,8 +195,8 @@ def test_export_traces_the_backbones_own_forward():
 def test_deploy_matches_pytorch_sliding_window(name, upernet_bundle, linear_bundle, trained, demo_data):
     bundle = {'upernet': upernet_bundle, 'linear': linear_bundle}[name][0]
     config = {'upernet': DEMO_UPERNET, 'linear': DEMO_LINEAR}[name]
-    seg = load_bundle(bundle)
-    model = _torch_model(config, trained[name], slide=(seg.crop[0], seg.stride[0]))
+    seg = load_bundle(bundle, slide=((112, 112), (70, 70)))
+    model = _torch_model(config, trained[name], slide=(112, 70))
     for size in ((97, 150), (131, 64)):
         img = _odd_image(demo_data, size)
         label, over = seg.segment(img)
@@ -223,18 +224,20 @@ def test_deploy_geometry_helpers():
 
 
 def test_deploy_small_and_large_images_without_test_resize(upernet_bundle, demo_data):
-    """Without a test resize: images smaller than the crop are upscaled, larger ones slide."""
-    seg = load_bundle(upernet_bundle[0])
+    """Without a test resize, as mmseg slides: an image smaller than the crop is one window of its own
+    size (padded to a multiple of the patch, logits cropped back); a larger one gets crop-sized windows
+    placed over the image itself (issue 13: no longer upscaled / padded before sliding)."""
+    seg = load_bundle(upernet_bundle[0], slide=((112, 112), (70, 70)))
     seg.resize = None
     calls = []
     run = seg.run
     seg.run = lambda b: calls.append(b.shape) or run(b)
     label, _ = seg.segment(_odd_image(demo_data, (30, 45)))
-    assert label.shape == (30, 45) and calls and all(s[2:] == (112, 112) for s in calls)
+    assert label.shape == (30, 45) and [s[2:] for s in calls] == [(42, 56)]  # 30x45 padded to 14s
     calls.clear()
     label, _ = seg.segment(_odd_image(demo_data, (200, 257)))
-    assert label.shape == (200, 257)
-    assert sum(s[0] for s in calls) == len(window_boxes(210, 266, (112, 112), (70, 70))) > 4
+    assert label.shape == (200, 257) and all(s[2:] == (112, 112) for s in calls)
+    assert sum(s[0] for s in calls) == len(window_boxes(200, 257, (112, 112), (70, 70))) == 12
 
 
 def test_deploy_imports_and_runs_without_torch(upernet_bundle, demo_data, tmp_path):
@@ -427,3 +430,102 @@ def test_pt2_program_runs_at_new_sizes(upernet_bundle, trained):
     x = torch.randn(3, 3, 98, 126, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(prog(x), reference_logits(model, x), atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- issue 13: whole images
+def _test_pipeline_opts(resize):
+    steps = [dict(type='LoadImageFromFile'), resize, dict(type='LoadAnnotations', reduce_zero_label=True),
+             dict(type='PackSegInputs')]
+    return {'test_pipeline': steps, 'test_dataloader.dataset.pipeline': steps}
+
+
+def _agreement(seg, model, img):
+    label, _ = seg.segment(img)
+    ref_label, res = segment(model, img)
+    diff = float(np.abs(seg.logits(img) - res.seg_logits.data.numpy()).max())
+    return float((label == ref_label).mean()), diff
+
+
+@pytest.mark.parametrize('resize', [dict(type='Resize', scale=(224, 112), keep_ratio=True),
+                                    dict(type='Resize', scale=(154, 98), keep_ratio=False)])
+def test_runtime_labels_whole_images_as_pytorch_slides(resize, trained, tmp_path):
+    """The reported case: slide 112/70 after a keep-ratio resize; a 150x260 image used to differ on a
+    band at the right (the runtime padded before sliding). Both resize kinds, images of every shape."""
+    opts = dict(_test_pipeline_opts(resize), **{'model.test_cfg': dict(mode='slide', crop_size=(112, 112),
+                                                                         stride=(70, 70))})
+    m = export_segmentor(DEMO_UPERNET, trained['upernet'], tmp_path / 'b', cfg_options=opts)
+    assert m['mode'] == 'slide' and m['resize']['type'] == ('keep_ratio' if resize['keep_ratio'] else 'fixed')
+    rows = m['verification']['whole_images']
+    assert len(rows) == 5 and all(r['label_agreement'] >= 0.999 and r['max_abs_diff'] < 1e-3 for r in rows)
+    seg = load_bundle(tmp_path / 'b')
+    model = _torch_model(DEMO_UPERNET, trained['upernet'])
+    model.cfg.merge_from_dict(opts)
+    model.test_cfg = model.cfg.model.test_cfg
+    rng = np.random.default_rng(1)
+    for h, w in ((150, 260), (40, 33)):  # the export itself checked 5 more shapes (rows above)
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        agree, diff = _agreement(seg, model, img)
+        assert agree >= 0.999 and diff < 1e-3, ((h, w), agree, diff)
+
+
+def test_whole_mode_bundle_runs_whole_images(upernet_bundle, trained, demo_data):
+    """test_cfg mode 'whole' is exported and run as 'whole': one network call per image (padded to the
+    patch grid; _agreement runs the image twice), the same labels as PyTorch."""
+    seg = load_bundle(upernet_bundle[0])
+    assert seg.mode == 'whole' and seg.crop is None
+    rows = upernet_bundle[1]['verification']['whole_images']
+    assert len(rows) == 5 and all(r['label_agreement'] >= 0.999 for r in rows)
+    calls = []
+    run = seg.run
+    seg.run = lambda b: calls.append(b.shape) or run(b)
+    model = _torch_model(DEMO_UPERNET, trained['upernet'])
+    for size in ((97, 150), (131, 64), (30, 300)):
+        calls.clear()
+        agree, diff = _agreement(seg, model, _odd_image(demo_data, size))
+        assert len(calls) == 2 and all(s[0] == 1 and s[2] % 14 == 0 and s[3] % 14 == 0 for s in calls)
+        assert agree >= 0.999 and diff < 1e-3, (size, agree, diff)
+
+
+def test_windows_that_cannot_work_are_refused(upernet_bundle, trained, tmp_path):
+    with pytest.raises(ExportError, match=r'slide stride \[140, 140\] is larger than the crop \[112, 112\]'):
+        export_segmentor(DEMO_UPERNET, trained['upernet'], tmp_path / 'x', slide=(112, 140))
+    with pytest.raises(ExportError, match=r'slide crop \[100, 100\] is not a multiple of the patch size 14'):
+        export_segmentor(DEMO_UPERNET, trained['upernet'], tmp_path / 'x', slide=(100, 70))
+    with pytest.raises(ExportError, match=r"RandomResize.*has no equivalent in the deploy runtime"):
+        export_segmentor(DEMO_UPERNET, trained['upernet'], tmp_path / 'x', cfg_options=_test_pipeline_opts(
+            dict(type='RandomResize', scale=(224, 112), ratio_range=(0.5, 2.0), keep_ratio=True)))
+    assert not (tmp_path / 'x').exists()
+    with pytest.raises(ValueError, match=r'slide stride \[140, 140\] is larger than the crop'):
+        load_bundle(upernet_bundle[0], slide=((112, 112), (140, 140)))
+    with pytest.raises(ValueError, match=r'slide crop \[112, 112\] and stride \[0, 0\] must be positive'):
+        load_bundle(upernet_bundle[0], slide=((112, 112), (0, 0)))
+    b = _copy_bundle(upernet_bundle[0], tmp_path / 'stride')
+    _rewrite_manifest(b, mode='slide', slide={'crop': [112, 112], 'stride': [126, 126]})
+    with pytest.raises(DeployError, match=r'stride \[126, 126\] is larger than the crop'):
+        load_bundle(b)
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/infer.py'), DEMO_UPERNET, trained['upernet'],
+                        str(tmp_path), '--out', str(tmp_path / 'o'), '--slide', '112', '140'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        'error: test_cfg: slide stride [140, 140] is larger than the crop [112, 112]: pixels between windows '
+        'would get no prediction'], r.stderr[-2000:]
+
+
+def test_preprocessing_hash_and_full_hash_check(upernet_bundle, demo_data, tmp_path):
+    b = _copy_bundle(upernet_bundle[0], tmp_path / 'mean')
+    m = json.loads((b / 'manifest.json').read_text())
+    _rewrite_manifest(b, input=dict(m['input'], mean=[0.0, 0.0, 0.0]))
+    with pytest.raises(DeployError, match=r'mean/manifest\.json: the preprocessing values .* do not match their '
+                                          r'preprocessing_sha256'):
+        load_bundle(b)
+    b = _copy_bundle(upernet_bundle[0], tmp_path / 'cfg')
+    raw = bytearray((b / 'config.py').read_bytes())
+    raw[-2] = ord('#') if raw[-2] != ord('#') else ord(' ')  # same size, other content
+    (b / 'config.py').write_bytes(bytes(raw))
+    img = tmp_path / 'img.png'
+    cv2.imwrite(str(img), _odd_image(demo_data, (60, 80)))
+    cmd = [sys.executable, str(ROOT / 'tools/infer.py'), '--backend', 'onnx', str(b), str(img), '--out']
+    assert subprocess.run(cmd + [str(tmp_path / 'o1')], capture_output=True, timeout=300).returncode == 0
+    r = subprocess.run(cmd + [str(tmp_path / 'o2'), '--verify-hashes'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'config.py' in r.stderr and 'sha256' in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / 'o2').exists()

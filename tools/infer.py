@@ -1,12 +1,15 @@
 """Segment an image or a folder: label PNGs and colour overlays.
 
     python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR --out DIR [--slide CROP STRIDE] [--device cpu]
-    python tools/infer.py --backend onnx BUNDLE_DIR IMAGE_OR_DIR --out DIR [--slide CROP STRIDE]
+    python tools/infer.py --backend onnx BUNDLE_DIR IMAGE_OR_DIR --out DIR [--slide CROP STRIDE] [--verify-hashes]
 
 ``--backend torch`` (default) builds the segmentor from its config and checkpoint. ``--backend onnx``
 runs a bundle written by ``tools/export.py`` with ``perception.deploy`` (numpy + onnxruntime + OpenCV:
 neither torch nor mmseg is imported). Unreadable or corrupt images are reported by name and skipped;
-the others are written.
+the others are written. Both backends label an image the same way: the config's test resize and mode
+(``slide`` windows placed as mmseg places them, or ``whole``); a network input whose side is not a
+multiple of the patch size is padded at the bottom/right and its logits cropped back
+(perception/segmentation/test_time.py).
 """
 import argparse
 import sys
@@ -27,6 +30,9 @@ def _parser(torch_backend: bool):
     p.add_argument('--alpha', type=float, default=0.5)
     p.add_argument('--device', default='cpu', help='torch backend only')
     p.add_argument('--threads', type=int, default=None, help='onnx backend: onnxruntime intra-op threads')
+    p.add_argument('--verify-hashes', action='store_true',
+                   help='onnx backend: check the sha256 of every bundle file before running (slow for large '
+                        'models; sizes and the preprocessing hash are always checked)')
     if torch_backend:
         from perception.apis import DictAction
         p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -44,7 +50,11 @@ def main(argv=None):
         _parser(True).error('the torch backend needs CONFIG CHECKPOINT and at least one image or folder')
     config, checkpoint, inputs = args.paths[0], args.paths[1], args.paths[2:]
     from perception.inference import init_segmentor, segment_images
-    model = init_segmentor(config, checkpoint, args.device, args.cfg_options, args.slide)
+    try:
+        model = init_segmentor(config, checkpoint, args.device, args.cfg_options, args.slide)
+    except ValueError as e:  # a test_cfg that cannot work (stride > crop, ...): one line
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     res = segment_images(model, inputs, args.out, args.alpha)
     return 1 if res['failed'] and not res['written'] else 0
 
@@ -57,8 +67,8 @@ def _main_onnx(args):
     from perception.deploy import DeployError, load_bundle, segment_images
     slide = ((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None
     try:
-        seg = load_bundle(args.paths[0], threads=args.threads, slide=slide)
-    except DeployError as e:
+        seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)
+    except (DeployError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     res = segment_images(seg, args.paths[1:], args.out, args.alpha)

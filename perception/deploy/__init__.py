@@ -2,10 +2,9 @@
 
     from perception.deploy import load_bundle
     seg = load_bundle('exports/upernet')            # validates manifest.json against model.onnx
-    label, overlay = seg.segment('street.jpg')      # any size: sliding window as in the config
+    label, overlay = seg.segment('street.jpg')      # any size: test resize and mode as in the config
 
-Nothing here imports torch, mmengine, mmcv or mmseg (``import perception.deploy`` skips the parent
-package's heavy imports), so a bundle runs where only ``pip install numpy onnxruntime
+Nothing here imports torch, mmengine, mmcv or mmseg (nor does the parent package's ``__init__``), so a bundle runs where only ``pip install numpy onnxruntime
 opencv-python-headless`` is available.
 """
 from .bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, DeployError, check_files, read_manifest,

@@ -1,7 +1,8 @@
 """The export bundle: a folder with ``model.onnx`` (+ external data), ``manifest.json`` and, optionally,
 weights for PyTorch users. Reading and validating it needs numpy + onnxruntime only.
 
-The manifest schema (version 1)::
+The manifest schema (version 2; version 1 bundles, which predate ``mode`` and the preprocessing
+hash, are read as ``slide`` with a warning)::
 
     format, version, model_id            'perception-segmentation-bundle', 1, a hex id also stored in
                                          the ONNX model's metadata (``perception.model_id``)
@@ -9,12 +10,18 @@ The manifest schema (version 1)::
     files: {name: {bytes, sha256}}       every file of the bundle but the manifest
     input: {name, layout 'NCHW', dtype 'float32', color 'RGB'|'BGR', mean, std}
     num_classes, classes, palette (RGB), patch_size, min_size
-    slide: {crop: [h, w], stride: [h, w]}, resize: null | {type: 'short_side', short_side, size_divisor,
-    max_long_side} | {type: 'keep_ratio', scale: [long, short]}, align_corners
+    mode: 'slide' | 'whole'; slide: {crop: [h, w], stride: [h, w]} (null in whole mode)
+    resize: null | {type: 'short_side', short_side, size_divisor, max_long_side}
+            | {type: 'keep_ratio', scale: [long, short]} | {type: 'fixed', size: [h, w]}
+    align_corners
+    preprocessing_sha256                 sha256 of the keys above that decide how an image becomes
+                                         network inputs and labels (PREPROCESSING_KEYS), checked at load
     source: {config, config_sha256, checkpoint, checkpoint_sha256, torch, mmseg, exported_at}
     verification: [{shape, max_abs_diff, argmax_agreement}], tolerance
 """
+import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -22,7 +29,8 @@ from .files import sha256_file  # noqa: F401  (re-exported: bundle checks use it
 
 MANIFEST_NAME = 'manifest.json'
 BUNDLE_FORMAT = 'perception-segmentation-bundle'
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ONNX_FORMAT_TAG = 'perception-segmentor'
 # keys of the ONNX model's metadata_props written by the exporter
 META_FORMAT = 'perception.format'
@@ -31,7 +39,18 @@ META_NUM_CLASSES = 'perception.num_classes'
 META_PATCH_SIZE = 'perception.patch_size'
 
 REQUIRED_KEYS = ('format', 'version', 'model_id', 'onnx', 'files', 'input', 'num_classes', 'classes',
-                 'patch_size', 'slide')
+                 'patch_size', 'slide', 'mode', 'preprocessing_sha256')
+# what decides how an image becomes network inputs and labels: covered by preprocessing_sha256
+PREPROCESSING_KEYS = ('input', 'num_classes', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
+                      'align_corners')
+
+logger = logging.getLogger(__name__)
+
+
+def preprocessing_digest(manifest: Dict) -> str:
+    """sha256 of the manifest's preprocessing values (canonical JSON of ``PREPROCESSING_KEYS``)."""
+    blob = json.dumps({k: manifest.get(k) for k in PREPROCESSING_KEYS}, sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class DeployError(RuntimeError):
@@ -60,14 +79,28 @@ def read_manifest(bundle_dir) -> Dict:
     if m.get('format') != BUNDLE_FORMAT:
         raise DeployError(f'{path}: not a perception bundle manifest (format {m.get("format")!r}, '
                           f'expected {BUNDLE_FORMAT!r})')
-    if m.get('version') != BUNDLE_VERSION:
+    if m.get('version') not in READABLE_VERSIONS:
         raise DeployError(f'{path}: manifest version {m.get("version")!r} is not supported (this runtime '
-                          f'reads version {BUNDLE_VERSION})')
+                          f'reads versions {list(READABLE_VERSIONS)})')
+    if m['version'] == 1:
+        logger.warning('%s: a version 1 bundle: its preprocessing is not covered by a hash and it runs as '
+                       '"slide"; export it again for the checks of version 2', path)
+        m.setdefault('mode', 'slide')
+        m.setdefault('preprocessing_sha256', None)
     missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
         raise DeployError(f'{path}: manifest misses key(s) {missing}')
     _check_manifest_values(m, path)
     return m
+
+
+def check_preprocessing(bundle_dir, manifest: Dict):
+    """The manifest's preprocessing values match the ``preprocessing_sha256`` written at export (cheap;
+    ``load_bundle`` checks it after the checks against the model, whose errors are more specific)."""
+    if manifest.get('version', 1) >= 2 and manifest.get('preprocessing_sha256') != preprocessing_digest(manifest):
+        raise DeployError(f'{Path(bundle_dir) / MANIFEST_NAME}: the preprocessing values '
+                          f'({", ".join(PREPROCESSING_KEYS)}) do not match their preprocessing_sha256: the '
+                          'manifest was edited or damaged after export')
 
 
 def _is_int_pair(v) -> bool:
@@ -91,11 +124,17 @@ def _check_manifest_values(m: Dict, path: Path):
     p = m['patch_size']
     if not isinstance(p, int) or p < 1:
         bad('patch_size', f'must be a positive integer, got {p!r}')
+    if m['mode'] not in ('slide', 'whole'):
+        bad('mode', f'must be "slide" or "whole", got {m["mode"]!r}')
     s = m['slide']
-    if not isinstance(s, dict) or not _is_int_pair(s.get('crop')) or not _is_int_pair(s.get('stride')):
-        bad('slide', f'must be {{"crop": [h, w], "stride": [h, w]}} with positive integers, got {s!r}')
-    if s['crop'][0] % p or s['crop'][1] % p:
-        bad('slide', f'crop {s["crop"]} is not a multiple of the patch size {p}')
+    if m['mode'] == 'slide' or s is not None:
+        if not isinstance(s, dict) or not _is_int_pair(s.get('crop')) or not _is_int_pair(s.get('stride')):
+            bad('slide', f'must be {{"crop": [h, w], "stride": [h, w]}} with positive integers, got {s!r}')
+        if s['crop'][0] % p or s['crop'][1] % p:
+            bad('slide', f'crop {s["crop"]} is not a multiple of the patch size {p}')
+        if s['stride'][0] > s['crop'][0] or s['stride'][1] > s['crop'][1]:
+            bad('slide', f'stride {s["stride"]} is larger than the crop {s["crop"]}: pixels between windows '
+                         'would get no prediction')
     inp = m['input']
     if not isinstance(inp, dict) or not isinstance(inp.get('name'), str):
         bad('input', 'must name the ONNX input ({"name": ..., "mean": [3], "std": [3], "color": ...})')
@@ -117,8 +156,10 @@ def _check_manifest_values(m: Dict, path: Path):
         bad('files', 'must map file names to {"bytes": ..., "sha256": ...}')
     r = m.get('resize')
     if r is not None:
-        if not isinstance(r, dict) or r.get('type') not in ('short_side', 'keep_ratio'):
-            bad('resize', f'must be null or {{"type": "short_side" | "keep_ratio", ...}}, got {r!r}')
+        if not isinstance(r, dict) or r.get('type') not in ('short_side', 'keep_ratio', 'fixed'):
+            bad('resize', f'must be null or {{"type": "short_side" | "keep_ratio" | "fixed", ...}}, got {r!r}')
+        if r['type'] == 'fixed' and not _is_int_pair(r.get('size')):
+            bad('resize', f'size must be [h, w] positive integers, got {r.get("size")!r}')
         if r['type'] == 'short_side' and not (isinstance(r.get('short_side'), int) and r['short_side'] > 0):
             bad('resize', f'short_side must be a positive integer, got {r.get("short_side")!r}')
         if r['type'] == 'keep_ratio' and not _is_int_pair(r.get('scale')):

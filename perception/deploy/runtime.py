@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .bundle import DeployError, check_files, check_session, open_session, read_manifest
+from .bundle import DeployError, check_files, check_preprocessing, check_session, open_session, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +133,13 @@ def as_bgr(image: ImageLike) -> np.ndarray:
 class Segmenter:
     """An exported segmentor: ``segment(image)`` -> ``(label_map, overlay)`` for images of any size.
 
-    Inference follows the exported config: the test resize (``manifest['resize']``), then mmseg's
-    sliding window (``manifest['slide']``: crop and stride) over the image padded to a multiple of the
-    patch size, overlapping logits averaged, then the logits resized back to the image size. Images
-    whose short side is smaller than the crop are upscaled to it when the config has no test resize.
+    Inference follows the exported config as mmseg runs it: the test resize (``manifest['resize']``),
+    then ``manifest['mode']``: ``slide`` (mmseg's crop-sized windows over the resized image, placed as
+    mmseg places them, overlapping logits averaged) or ``whole`` (the resized image at once), then the
+    logits resized back to the image size. A network input whose side is not a multiple of the patch
+    size (a window of an image smaller than the crop, a ``whole`` image) is padded at the bottom and
+    right to one and its logits cropped back: the rule of ``perception/segmentation/test_time.py``,
+    which ``tools/infer.py`` applies in PyTorch too.
     """
 
     def __init__(self, bundle_dir, manifest: Dict, session, slide: Optional[Sequence[Sequence[int]]] = None,
@@ -156,20 +159,29 @@ class Segmenter:
         self.mean = np.asarray(inp['mean'], np.float32)
         self.std = np.asarray(inp['std'], np.float32)
         self.rgb = inp.get('color', 'RGB') == 'RGB'
-        crop, stride = (slide or (manifest['slide']['crop'], manifest['slide']['stride']))
-        crop, stride = _pair(crop), _pair(stride)
-        p = self.patch_size
-        if crop[0] % p or crop[1] % p or min(crop) < self.min_size:
-            raise ValueError(f'slide crop {crop} must be multiples of the patch size {p} and at least '
-                             f'{self.min_size}')
-        if min(stride) < 1:
-            raise ValueError(f'slide stride {stride} must be positive')
-        self.crop, self.stride = crop, stride
+        self.mode = 'slide' if slide else manifest.get('mode', 'slide')
+        self.crop = self.stride = None
+        if self.mode == 'slide':
+            crop, stride = (slide or (manifest['slide']['crop'], manifest['slide']['stride']))
+            crop, stride = _pair(crop), _pair(stride)
+            p = self.patch_size
+            if min(crop) < 1 or min(stride) < 1:
+                raise ValueError(f'slide crop {list(crop)} and stride {list(stride)} must be positive')
+            if crop[0] % p or crop[1] % p or min(crop) < self.min_size:
+                raise ValueError(f'slide crop {list(crop)} must be multiples of the patch size {p} and at '
+                                 f'least {self.min_size}')
+            if stride[0] > crop[0] or stride[1] > crop[1]:
+                raise ValueError(f'slide stride {list(stride)} is larger than the crop {list(crop)}: pixels '
+                                 'between windows would get no prediction')
+            self.crop, self.stride = crop, stride
+        elif self.mode != 'whole':
+            raise ValueError(f'test mode {self.mode!r} is not supported: "whole" or "slide"')
         self.batch_size = max(1, int(batch_size))
 
     def __repr__(self):
-        return (f'Segmenter({self.bundle_dir}, {self.num_classes} classes, crop {self.crop}, stride '
-                f'{self.stride}, patch {self.patch_size})')
+        mode = f'slide crop {self.crop} stride {self.stride}' if self.mode == 'slide' else 'whole image'
+        return f'Segmenter({self.bundle_dir}, {self.num_classes} classes, {mode}, patch {self.patch_size})'
+
 
     # -- steps
     def working_size(self, h: int, w: int) -> Tuple[int, int]:
@@ -179,8 +191,8 @@ class Segmenter:
             return short_side_size(h, w, r['short_side'], r.get('size_divisor') or 1, r.get('max_long_side'))
         if r and r['type'] == 'keep_ratio':
             return keep_ratio_size(h, w, r['scale'])
-        if min(h, w) < min(self.crop):
-            return short_side_size(h, w, min(self.crop), self.patch_size)
+        if r and r['type'] == 'fixed':
+            return int(r['size'][0]), int(r['size'][1])
         return h, w
 
     def normalize(self, img_bgr: np.ndarray) -> np.ndarray:
@@ -193,28 +205,41 @@ class Segmenter:
         """The ONNX model on a normalised ``[B, 3, H, W]`` batch: logits ``[B, C, H, W]``."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
-    def slide_logits(self, x: np.ndarray) -> np.ndarray:
-        """Averaged sliding-window logits ``[C, H, W]`` of a normalised ``[3, H, W]`` image (any size)."""
-        _, h, w = x.shape
+    def net_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The network on ``[B, 3, h, w]`` of any size: padded at the bottom/right to a multiple of the
+        patch size (at least ``min_size``) with zeros, logits cropped back to ``h x w``."""
+        b, _, h, w = batch.shape
         p = self.patch_size
-        ph = max(-(-h // p) * p, self.min_size)
-        pw = max(-(-w // p) * p, self.min_size)
-        if (ph, pw) != (h, w):  # pad bottom/right with 0 (= the mean colour after normalisation)
-            x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)))
-        boxes = window_boxes(ph, pw, self.crop, self.stride)
-        preds = np.zeros((self.num_classes, ph, pw), np.float32)
-        count = np.zeros((ph, pw), np.float32)
+        ph, pw = max(-(-h // p) * p, self.min_size), max(-(-w // p) * p, self.min_size)
+        if (ph, pw) != (h, w):
+            batch = np.pad(batch, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)))
+        out = self.run(batch)
+        if out.ndim != 4 or out.shape[:2] != (b, self.num_classes) or tuple(out.shape[2:]) != (ph, pw):
+            raise DeployError(f'{self.bundle_dir}: the model returned shape {list(out.shape)} for an input '
+                              f'of {[b, 3, ph, pw]}, expected {[b, self.num_classes, ph, pw]}')
+        return out[:, :, :h, :w]
+
+    def slide_logits(self, x: np.ndarray) -> np.ndarray:
+        """Averaged sliding-window logits ``[C, H, W]`` of a normalised ``[3, H, W]`` image: mmseg's
+        ``slide_inference`` (crop-sized windows over the image itself, ``window_boxes``)."""
+        _, h, w = x.shape
+        boxes = window_boxes(h, w, self.crop, self.stride)
+        preds = np.zeros((self.num_classes, h, w), np.float32)
+        count = np.zeros((h, w), np.float32)
         for s in range(0, len(boxes), self.batch_size):
             chunk = boxes[s:s + self.batch_size]
-            out = self.run(np.stack([x[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk]))
-            if out.ndim != 4 or out.shape[1] != self.num_classes:
-                raise DeployError(f'{self.bundle_dir}: the model returned shape {out.shape}, expected '
-                                  f'[{len(chunk)}, {self.num_classes}, H, W]')
+            out = self.net_logits(np.stack([x[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk]))
             for (y1, y2, x1, x2), o in zip(chunk, out):
                 preds[:, y1:y2, x1:x2] += o
                 count[y1:y2, x1:x2] += 1
+        if not count.all():  # cannot happen with stride <= crop (checked at load)
+            raise DeployError(f'{self.bundle_dir}: windows {self.crop} / {self.stride} leave pixels uncovered')
         preds /= count[None]
-        return preds[:, :h, :w]
+        return preds
+
+    def whole_logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``[C, H, W]`` of a normalised ``[3, H, W]`` image run at once (mmseg's ``whole``)."""
+        return self.net_logits(x[None])[0]
 
     def _working_logits(self, img: np.ndarray) -> np.ndarray:
         import cv2
@@ -222,7 +247,8 @@ class Segmenter:
         nh, nw = self.working_size(h, w)
         if (nh, nw) != (h, w):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return self.slide_logits(self.normalize(img))
+        x = self.normalize(img)
+        return self.slide_logits(x) if self.mode == 'slide' else self.whole_logits(x)
 
     # -- public
     def logits(self, image: ImageLike) -> np.ndarray:
@@ -259,8 +285,8 @@ def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: 
     """Open an export bundle: the manifest is validated against the ONNX model (format tag, model id,
     input name and rank, number of classes, patch size); every error names the file at fault.
 
-    ``slide=(crop, stride)`` overrides the manifest's window; ``verify_hashes`` checks every file's
-    sha256 (slow for large models; sizes are always checked).
+    ``slide=(crop, stride)`` overrides the manifest's test mode and window; ``verify_hashes`` checks
+    every file's sha256 (slow for large models; sizes and the preprocessing hash are always checked).
     """
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
@@ -268,6 +294,7 @@ def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: 
     path = bundle_dir / manifest['onnx']['file']
     session = open_session(path, providers, threads)
     check_session(session, manifest, path)
+    check_preprocessing(bundle_dir, manifest)
     seg = Segmenter(bundle_dir, manifest, session, slide=slide, batch_size=batch_size)
     logger.info('loaded %s', seg)
     return seg

@@ -11,13 +11,14 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from mmengine.logging import print_log
 
-from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_session,
-                             read_manifest, sha256_file)
+from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_preprocessing,
+                             check_session, preprocessing_digest, read_manifest, sha256_file)
 from ..deploy.files import sha256_path
 from .bundle_io import finish_tree, move_into_place, prepare_out
 from .errors import ExportError
 from .metadata import bundle_metadata, dump_config
-from .verify import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, default_verify_sizes, verify_onnx, verify_pt2
+from .verify import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, default_verify_sizes, verify_onnx, verify_pt2,
+                     verify_whole_images, whole_image_shapes)
 from .wrapper import ExportableSegmentor, reference_logits
 from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, export_onnx,
                       export_safetensors, torch_export)
@@ -51,10 +52,11 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     segmentor.eval()
     t0 = time.perf_counter()
     meta = bundle_metadata(segmentor, slide)
+    sample = meta.pop('sample_size')
+    meta['preprocessing_sha256'] = preprocessing_digest(meta)
     p, min_size = meta['patch_size'], meta['min_size']
     model_id = uuid.uuid4().hex
-    sizes = [tuple(int(v) for v in s) for s in (verify_sizes or default_verify_sizes(meta['slide']['crop'], p,
-                                                                                     min_size))]
+    sizes = [tuple(int(v) for v in s) for s in (verify_sizes or default_verify_sizes(sample, p, min_size))]
     for b, h, w in sizes:
         if h % p or w % p or min(h, w) < min_size:
             raise ExportError(f'verification size {h}x{w} must be multiples of the patch size {p}, at least '
@@ -75,7 +77,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         ep = None
         if need_model:
             wrapper = ExportableSegmentor(segmentor).eval()
-            example = torch.randn(2, 3, *meta['slide']['crop'], generator=g)
+            example = torch.randn(2, 3, *sample, generator=g)
             t = time.perf_counter()
             ep = torch_export(wrapper, example, p, min_size)
             print_log(f'torch.export: {time.perf_counter() - t:.1f} s', logger='current')
@@ -98,8 +100,13 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
                                     input=INPUT_NAME, output=OUTPUT_NAME,
                                     initializer_bytes=info['initializer_bytes'])
             manifest['opset'] = info['opset']
+            t = time.perf_counter()
+            whole = verify_whole_images(segmentor, tmp, manifest, session, whole_image_shapes(sample, p),
+                                        tolerance, min_agreement, seed)
+            print_log(f'whole-image verification ({len(whole)} images): {time.perf_counter() - t:.1f} s',
+                      logger='current')
             manifest['verification'] = dict(tolerance=tolerance, min_argmax_agreement=min_agreement,
-                                            onnxruntime=rows)
+                                            onnxruntime=rows, whole_images=whole)
         else:
             manifest['onnx'] = None
         src = dict(source or {})
@@ -119,6 +126,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
             m = read_manifest(tmp)
             check_files(tmp, m)
             check_session(session, m, tmp / ONNX_FILE)
+            check_preprocessing(tmp, m)
         session = None
         finish_tree(tmp)
         move_into_place(tmp, out_dir)

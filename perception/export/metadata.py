@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.logging import print_log
 
+from ..segmentation.test_time import check_slide, min_input_size
 from .errors import ExportError
 from .writers import INPUT_NAME
 
@@ -23,20 +24,23 @@ def _test_pipeline(cfg) -> list:
 
 
 def resize_spec(cfg) -> Optional[Dict]:
-    """The test-time resize of the config's pipeline, in the manifest's terms (None: none known)."""
+    """The test-time resize of the config's pipeline, in the manifest's terms (None: no resize). A
+    resize the runtime cannot reproduce is an ``ExportError`` naming the step."""
     for t in _test_pipeline(cfg):
         typ = t.get('type') if isinstance(t, dict) else None
         if typ == 'ResizeShortSide':
             return dict(type='short_side', short_side=int(t['short_side']),
                         size_divisor=int(t.get('size_divisor', 1) or 1),
                         max_long_side=int(t['max_long_side']) if t.get('max_long_side') else None)
-        if typ == 'Resize' and t.get('keep_ratio') and t.get('scale') is not None:
-            return dict(type='keep_ratio', scale=[int(v) for v in _pair(t['scale'])])
-        if typ in ('Resize', 'RandomResize', 'ResizeToMultiple', 'TestTimeAug'):
-            print_log(f'test pipeline step {typ} has no deploy equivalent: the runtime uses the sliding '
-                      'window on the image as given (upscaled when smaller than the crop)',
-                      logger='current', level=30)
-            return None
+        if typ == 'Resize' and t.get('scale') is not None and t.get('scale_factor') is None:
+            if t.get('keep_ratio'):
+                return dict(type='keep_ratio', scale=[int(v) for v in _pair(t['scale'])])
+            w, h = _pair(t['scale'])  # mmcv scales are (w, h)
+            return dict(type='fixed', size=[h, w])
+        if typ in ('Resize', 'RandomResize', 'ResizeToMultiple', 'TestTimeAug', 'RandomChoiceResize'):
+            raise ExportError(f'test pipeline step {t} has no equivalent in the deploy runtime (it reproduces '
+                              'ResizeShortSide and Resize with a scale, keep_ratio or not): the exported '
+                              'model would label images differently from PyTorch')
     return None
 
 
@@ -75,25 +79,27 @@ def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
     color = 'RGB' if dp.get('bgr_to_rgb', False) or dp.get('rgb_to_bgr', False) else 'BGR'
 
     tc = cfg.model.get('test_cfg') or {}
-    if slide:
-        crop, stride = _pair(slide[0]), _pair(slide[1])
-    elif tc.get('mode') == 'slide':
-        crop, stride = _pair(tc['crop_size']), _pair(tc['stride'])
+    mode = 'slide' if slide else tc.get('mode', 'whole')
+    if mode == 'slide':
+        where = 'slide=(crop, stride)' if slide else 'model.test_cfg'
+        try:
+            crop, stride = check_slide(slide[0] if slide else tc.get('crop_size'),
+                                       slide[1] if slide else tc.get('stride'), p, where)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+        slide_meta, sample = dict(crop=list(crop), stride=list(stride)), crop
+    elif mode == 'whole':
+        slide_meta = None
+        size = dp.get('size') or cfg.get('crop_size') or (16 * p, 16 * p)
+        sample = tuple(max(p, int(round(v / p)) * p) for v in _pair(size))
     else:
-        size = dp.get('size') or cfg.get('crop_size')
-        if size is None:
-            raise ExportError('the config has no slide test_cfg, data_preprocessor size or crop_size: pass '
-                              'slide=(crop, stride)')
-        crop = _pair(size)
-        stride = tuple(max(p, int(round(c * 2 / 3 / p)) * p) for c in crop)
-    if crop[0] % p or crop[1] % p:
-        raise ExportError(f'slide crop {crop} is not a multiple of the patch size {p}')
-    min_size = 2 * p if getattr(segmentor, 'with_neck', False) else p
+        raise ExportError(f'model.test_cfg.mode {mode!r} is not supported: "whole" or "slide"')
+    min_size = min_input_size(segmentor)
     return dict(num_classes=n, classes=classes, palette=palette, patch_size=p, min_size=min_size,
                 input=dict(name=INPUT_NAME, layout='NCHW', dtype='float32', color=color,
                            mean=[float(v) for v in mean], std=[float(v) for v in std]),
-                slide=dict(crop=list(crop), stride=list(stride)), resize=resize_spec(cfg),
-                align_corners=bool(getattr(head, 'align_corners', False)))
+                mode=mode, slide=slide_meta, resize=resize_spec(cfg),
+                align_corners=bool(getattr(head, 'align_corners', False)), sample_size=list(sample))
 
 
 def dump_config(cfg, path):

@@ -4,6 +4,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 
 from .errors import ExportVerificationError
@@ -72,3 +73,71 @@ def verify_pt2(path, inputs, refs, tolerance=DEFAULT_TOLERANCE, min_agreement=DE
     with torch.no_grad():
         outs = [module(x).numpy() for x in inputs]
     return _compare(f'torch.export ({Path(path).name})', outs, refs, tolerance, min_agreement)
+
+
+def whole_image_shapes(crop: Sequence[int], patch: int) -> List[Tuple[int, int]]:
+    """Image shapes for the whole-image check, around the crop ``(ch, cw)``: smaller than the crop,
+    a bit larger (sides not multiples of the patch size), 1:6, 6:1, larger than two crops."""
+    ch, cw = int(crop[0]), int(crop[1])
+    s = max(2 * patch, ch // 2)
+    shapes = [(ch * 3 // 5, cw * 7 // 10), (ch + 5, cw * 11 // 8), (s, 6 * s), (6 * s, s),
+              (ch * 23 // 10, cw * 21 // 10)]
+    return [(h + (h % patch == 0), w + (w % patch == 0)) for h, w in shapes]
+
+
+def sample_image(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A deterministic BGR uint8 test image: smooth colour blobs plus a little noise."""
+    import cv2
+    low = rng.integers(0, 256, (max(2, h // 24), max(2, w // 24), 3)).astype(np.uint8)
+    img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    img += rng.integers(-12, 13, img.shape).astype(np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def verify_whole_images(segmentor, bundle_dir, manifest: Dict, session, shapes: Sequence[Tuple[int, int]],
+                        tolerance: float = DEFAULT_TOLERANCE, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                        seed: int = 0) -> List[Dict]:
+    """Whole images through both paths, as users run them: PyTorch (the config's test pipeline and
+    test mode, ``perception.inference.segment``) and the bundle's runtime (``perception.deploy``:
+    resize, windows, averaging, resize back). Per image: the logit difference within ``tolerance``
+    (relative to ``max(1, max |logit|)``) and the label agreement at least ``min_agreement``; else
+    ``ExportVerificationError``."""
+    from ..deploy.runtime import Segmenter
+    from ..inference import segment
+    from ..segmentation.test_time import enable_any_input_size
+    seg = Segmenter(bundle_dir, manifest, session)
+    enable_any_input_size(segmentor)
+    saved = segmentor.test_cfg
+    if manifest['mode'] == 'slide':  # the window the bundle declares (the config's, or --slide)
+        segmentor.test_cfg = ConfigDict(dict(saved or {}, mode='slide', crop_size=tuple(manifest['slide']['crop']),
+                                             stride=tuple(manifest['slide']['stride'])))
+    try:
+        return _compare_whole(segmentor, seg, shapes, tolerance, min_agreement, seed, segment)
+    finally:
+        segmentor.test_cfg = saved
+
+
+def _compare_whole(segmentor, seg, shapes, tolerance, min_agreement, seed, segment) -> List[Dict]:
+    rng = np.random.default_rng(seed)
+    rows, bad = [], []
+    for h, w in shapes:
+        img = sample_image(h, w, rng)
+        ref_label, res = segment(segmentor, img)
+        ref = res.seg_logits.data.float().cpu().numpy()
+        out = seg.logits(img)
+        label = out.argmax(0)
+        diff = float(np.abs(out - ref).max())
+        scale = max(1.0, float(np.abs(ref).max()))
+        agree = float((label == ref_label).mean())
+        rows.append(dict(shape=[h, w], max_abs_diff=diff, max_abs_logit=float(np.abs(ref).max()),
+                         label_agreement=agree))
+        print_log(f'whole image {h}x{w}: runtime vs PyTorch max |logit diff| {diff:.3g}, labels agree on '
+                  f'{100 * agree:.4f}% of the pixels', logger='current')
+        if not np.isfinite(diff) or diff > tolerance * scale:
+            bad.append(f'{h}x{w}: max |logit diff| {diff:.3g} > tolerance {tolerance:g} x {scale:.3g}')
+        if agree < min_agreement:
+            bad.append(f'{h}x{w}: labels agree on {100 * agree:.4f}% < {100 * min_agreement:.2f}% of the pixels')
+    if bad:
+        raise ExportVerificationError('the bundle does not label whole images as PyTorch does: '
+                                      + '; '.join(bad) + ' (no bundle written)')
+    return rows
