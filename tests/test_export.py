@@ -529,3 +529,30 @@ def test_preprocessing_hash_and_full_hash_check(upernet_bundle, demo_data, tmp_p
     r = subprocess.run(cmd + [str(tmp_path / 'o2'), '--verify-hashes'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'config.py' in r.stderr and 'sha256' in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / 'o2').exists()
+
+
+def test_fp16_onnx_bundle(upernet_bundle, trained, demo_data, tmp_path):
+    """--dtype fp16: fp16 weights and compute behind fp32 input/output, half the file, its agreement with
+    PyTorch's fp32 model measured at export (crops and whole images) and written in the manifest."""
+    import onnx
+    out = tmp_path / 'fp16'
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/export.py'), DEMO_UPERNET, trained['upernet'],
+                        '--dtype', 'fp16', '--out', str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / 'manifest.json').read_text())
+    assert m['onnx']['dtype'] == 'fp16' and m['verification']['tolerance'] == 2e-2
+    assert m['input']['dtype'] == 'float32'
+    fp32_bytes = upernet_bundle[1]['onnx']['initializer_bytes']
+    assert 0.45 * fp32_bytes < m['onnx']['initializer_bytes'] < 0.55 * fp32_bytes
+    model = onnx.load(str(out / 'model.onnx'))
+    kinds = {}
+    for t in model.graph.initializer:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        kinds[t.data_type] = kinds.get(t.data_type, 0) + n
+    assert kinds.get(onnx.TensorProto.FLOAT16, 0) > 0.99 * sum(kinds.values()), kinds
+    rows = m['verification']['whole_images']
+    assert len(rows) == 5 and all(r['label_agreement'] >= 0.999 for r in rows)
+    seg = load_bundle(out)
+    torch_model = _torch_model(DEMO_UPERNET, trained['upernet'])
+    agree, diff = _agreement(seg, torch_model, _odd_image(demo_data, (97, 150)))
+    assert agree >= 0.999 and diff < 2e-2, (agree, diff)

@@ -2,6 +2,7 @@
 
     python tools/export.py CONFIG CHECKPOINT --format onnx --out DIR
     python tools/export.py CONFIG CHECKPOINT --format onnx safetensors pt2 --dtype bf16 --out DIR
+    python tools/export.py CONFIG CHECKPOINT --dtype fp16 --out DIR       # fp16 ONNX (GPU runtimes)
 
 DIR becomes a bundle: model.onnx (+ model.onnx.data above 2 GB), manifest.json, config.py and the other
 formats asked for. The ONNX model runs in onnxruntime on two sample sizes and is compared with PyTorch
@@ -26,18 +27,22 @@ def _size(s):
 
 
 def main(argv=None):
-    from perception.export import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, EXTERNAL_DATA_THRESHOLD, FORMATS
+    from perception.export import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_FP16,
+                                   EXTERNAL_DATA_THRESHOLD, FORMATS)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('checkpoint', help="segmentor checkpoint (any format this project reads) or 'none'")
     p.add_argument('--format', nargs='+', default=['onnx'], choices=FORMATS, dest='formats')
     p.add_argument('--out', required=True, help='bundle folder (replaced atomically when it is a bundle)')
-    p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'], help='safetensors weights')
+    p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'],
+                   help='safetensors weights; fp16 also exports the ONNX model in fp16 (half the file, for GPU '
+                        'runtimes; bf16 and fp32 give an fp32 ONNX model: onnxruntime has no bf16 CPU kernels)')
     p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
                    help="sliding window recorded for the runtime (default: the config's test_cfg)")
     p.add_argument('--opset', type=int, default=None, help='ONNX opset (default: the exporter\'s)')
-    p.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
-                   help='max |onnx - torch| logit difference, relative to max(1, max |logit|)')
+    p.add_argument('--tolerance', type=float, default=None,
+                   help=f'max |onnx - torch| logit difference, relative to max(1, max |logit|) (default '
+                        f'{DEFAULT_TOLERANCE:g}; {DEFAULT_TOLERANCE_FP16:g} for an fp16 ONNX model)')
     p.add_argument('--min-agreement', type=float, default=DEFAULT_MIN_AGREEMENT,
                    help='minimum fraction of pixels whose argmax must agree')
     p.add_argument('--verify-size', nargs='+', type=_size, metavar='HxW',

@@ -7,6 +7,7 @@ renamed into place; on any failure nothing is left behind and an existing bundle
       manifest.json            normalisation, classes and palette, patch size, slide crop/stride, opset,
                                source config + checkpoint sha256, parity figures, every file's size/sha256
       model.onnx               dynamic batch and height/width (multiples of the patch size), logits resized
+                               (fp32, or fp16 weights and compute behind fp32 input/output with --dtype fp16)
       model.onnx.data          to the input size; weights as external data above 2 GB (protobuf limit)
       config.py                the full config (backbone init_cfg dropped: the weights are all in the bundle)
       model.bf16.safetensors   (format 'safetensors') every segmentor tensor, floats in bf16 or fp16
@@ -23,15 +24,17 @@ about the model), ``writers`` (torch.export, ONNX, safetensors), ``verify`` (aga
 from .api import FORMATS, export_model, export_segmentor
 from .errors import ExportError, ExportVerificationError
 from .metadata import bundle_metadata, dump_config, resize_spec
-from .verify import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, default_verify_sizes, verify_onnx, verify_pt2
-from .wrapper import (ExportableAdaptiveAvgPool2d, ExportableSegmentor, adaptive_pool_matrix, exportable_pools,
-                      reference_logits)
+from .verify import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_FP16, default_verify_sizes,
+                     verify_onnx, verify_pt2, verify_whole_images)
+from .wrapper import (ExportableAdaptiveAvgPool2d, ExportableSegmentor, HalfPrecisionNetwork, adaptive_pool_matrix,
+                      exportable_pools, reference_logits)
 from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, MAX_SIDE, ONNX_FILE, OUTPUT_NAME, SAFETENSORS_DTYPES,
                       export_onnx, export_safetensors, torch_export)
 
 __all__ = [
     'FORMATS', 'export_model', 'export_segmentor', 'ExportError', 'ExportVerificationError', 'bundle_metadata',
-    'dump_config', 'resize_spec', 'DEFAULT_MIN_AGREEMENT', 'DEFAULT_TOLERANCE', 'default_verify_sizes',
+    'dump_config', 'resize_spec', 'DEFAULT_MIN_AGREEMENT', 'DEFAULT_TOLERANCE', 'DEFAULT_TOLERANCE_FP16',
+    'default_verify_sizes', 'verify_whole_images', 'HalfPrecisionNetwork',
     'verify_onnx', 'verify_pt2', 'ExportableAdaptiveAvgPool2d', 'ExportableSegmentor', 'adaptive_pool_matrix',
     'exportable_pools', 'reference_logits', 'EXTERNAL_DATA_THRESHOLD', 'INPUT_NAME', 'MAX_SIDE', 'ONNX_FILE',
     'OUTPUT_NAME', 'SAFETENSORS_DTYPES', 'export_onnx', 'export_safetensors', 'torch_export',

@@ -1,4 +1,5 @@
 """``export_model`` / ``export_segmentor``: one call writes one verified bundle folder, atomically."""
+import copy
 import datetime
 import json
 import shutil
@@ -17,18 +18,18 @@ from ..deploy.files import sha256_path
 from .bundle_io import finish_tree, move_into_place, prepare_out
 from .errors import ExportError
 from .metadata import bundle_metadata, dump_config
-from .verify import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, default_verify_sizes, verify_onnx, verify_pt2,
-                     verify_whole_images, whole_image_shapes)
-from .wrapper import ExportableSegmentor, reference_logits
-from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, export_onnx,
-                      export_safetensors, torch_export)
+from .verify import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_FP16, default_verify_sizes,
+                     verify_onnx, verify_pt2, verify_whole_images, whole_image_shapes)
+from .wrapper import ExportableSegmentor, HalfPrecisionNetwork, reference_logits
+from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, SAFETENSORS_DTYPES,
+                      export_onnx, export_safetensors, torch_export)
 
 
 FORMATS = ('onnx', 'safetensors', 'pt2')
 
 
 def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: Optional[Sequence] = None,
-                 opset: Optional[int] = None, tolerance: float = DEFAULT_TOLERANCE,
+                 opset: Optional[int] = None, tolerance: Optional[float] = None,
                  min_agreement: float = DEFAULT_MIN_AGREEMENT,
                  verify_sizes: Optional[Sequence[Tuple[int, int, int]]] = None,
                  external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, dtype: str = 'bf16',
@@ -37,10 +38,18 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
 
     ``formats``: any of 'onnx', 'safetensors', 'pt2'. Each exported model is checked against PyTorch
     on ``verify_sizes`` (``(batch, H, W)``; default: the crop with batch 2 and a non-square size);
-    past ``tolerance`` (max abs logit difference over ``max(1, max |logit|)``) or below
+    past ``tolerance`` (max abs logit difference over ``max(1, max |logit|)``; default 1e-3, 2e-2 for an
+    fp16 ONNX model) or below
     ``min_agreement`` (argmax), ``ExportVerificationError`` is raised and nothing is written.
     Returns the manifest.
     """
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ExportError(f'dtype {dtype!r} is not one of {SAFETENSORS_DTYPES}')
+    # the ONNX model: fp16 when asked; bf16 has no onnxruntime CPU kernels, so it stays fp32 (said below)
+    onnx_dtype = 'fp16' if dtype == 'fp16' else 'fp32'
+    fp32_tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance  # pt2 and fp32 ONNX
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE_FP16 if onnx_dtype == 'fp16' else DEFAULT_TOLERANCE
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -75,19 +84,26 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         dump_config(segmentor.cfg, tmp / 'config.py')
         manifest['config'] = 'config.py'
         ep = None
-        if need_model:
-            wrapper = ExportableSegmentor(segmentor).eval()
-            example = torch.randn(2, 3, *sample, generator=g)
+        example = torch.randn(2, 3, *sample, generator=g)
+        if 'pt2' in formats or ('onnx' in formats and onnx_dtype == 'fp32'):
             t = time.perf_counter()
-            ep = torch_export(wrapper, example, p, min_size)
+            ep = torch_export(ExportableSegmentor(segmentor).eval(), example, p, min_size)
             print_log(f'torch.export: {time.perf_counter() - t:.1f} s', logger='current')
         if 'pt2' in formats:
             torch.export.save(ep, str(tmp / 'model.pt2'))
-            rows = verify_pt2(tmp / 'model.pt2', inputs, refs, tolerance, min_agreement)
+            rows = verify_pt2(tmp / 'model.pt2', inputs, refs, fp32_tolerance, min_agreement)
             manifest['pt2'] = dict(file='model.pt2', verification=rows)
         if 'safetensors' in formats:
             manifest['safetensors'] = export_safetensors(segmentor, tmp, dtype, model_id)
         if 'onnx' in formats:
+            if onnx_dtype == 'fp16':  # a float16 copy of the network; the fp32 model stays the reference
+                t = time.perf_counter()
+                ep = torch_export(HalfPrecisionNetwork(copy.deepcopy(ExportableSegmentor(segmentor))).eval(),
+                                  example, p, min_size)
+                print_log(f'torch.export (fp16): {time.perf_counter() - t:.1f} s', logger='current')
+            elif dtype == 'bf16':
+                print_log('ONNX model in fp32 (onnxruntime has no bf16 CPU kernels; --dtype fp16 gives an '
+                          'fp16 model); safetensors in bf16', logger='current')
             t = time.perf_counter()
             info = export_onnx(ep, tmp / ONNX_FILE, opset, model_id, meta['num_classes'], p,
                                external_data_threshold)
@@ -96,7 +112,8 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
                       f'{time.perf_counter() - t:.1f} s', logger='current')
             ep = None
             rows, session = verify_onnx(tmp / ONNX_FILE, inputs, refs, tolerance, min_agreement)
-            manifest['onnx'] = dict(file=ONNX_FILE, external_data=info['external_data'], opset=info['opset'],
+            manifest['onnx'] = dict(file=ONNX_FILE, dtype=onnx_dtype, external_data=info['external_data'],
+                                    opset=info['opset'],
                                     input=INPUT_NAME, output=OUTPUT_NAME,
                                     initializer_bytes=info['initializer_bytes'])
             manifest['opset'] = info['opset']

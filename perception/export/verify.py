@@ -12,6 +12,7 @@ from .writers import INPUT_NAME
 
 
 DEFAULT_TOLERANCE = 1e-3  # max |onnx - torch| over max(1, max |torch logit|)
+DEFAULT_TOLERANCE_FP16 = 2e-2  # the same for an fp16 ONNX model against PyTorch's fp32 model
 
 
 DEFAULT_MIN_AGREEMENT = 0.999  # fraction of pixels whose argmax must agree
@@ -30,6 +31,24 @@ def default_verify_sizes(crop: Sequence[int], patch: int, min_size: int) -> List
     return [(1, ch, cw), (2, h2, w2)]
 
 
+def _measure(out: np.ndarray, ref: np.ndarray, out_label, ref_label, agreement_key: str) -> Dict:
+    """Max |logit difference|, the largest reference logit, and the fraction of equal labels."""
+    return {'max_abs_diff': float(np.abs(out - ref).max()), 'max_abs_logit': float(np.abs(ref).max()),
+            agreement_key: float((out_label == ref_label).mean())}
+
+
+def _problems(where: str, row: Dict, agreement_key: str, tolerance: float, min_agreement: float) -> List[str]:
+    """What is out of bounds: the difference past ``tolerance x max(1, max |logit|)``, the agreement."""
+    diff, scale, agree = row['max_abs_diff'], max(1.0, row['max_abs_logit']), row[agreement_key]
+    out = []
+    if not np.isfinite(diff) or diff > tolerance * scale:
+        out.append(f'{where}: max |logit diff| {diff:.3g} > tolerance {tolerance:g} x {scale:.3g}')
+    if agree < min_agreement:
+        what = 'argmax agreement' if agreement_key == 'argmax_agreement' else 'labels agree on'
+        out.append(f'{where}: {what} {100 * agree:.4f}% < {100 * min_agreement:.2f}%')
+    return out
+
+
 def _compare(name: str, outs: Sequence[np.ndarray], refs: Sequence[torch.Tensor], tolerance: float,
              min_agreement: float) -> List[Dict]:
     rows, bad = [], []
@@ -39,17 +58,12 @@ def _compare(name: str, outs: Sequence[np.ndarray], refs: Sequence[torch.Tensor]
             bad.append(f'shape {tuple(o.shape)} != PyTorch {tuple(r.shape)}')
             rows.append(dict(shape=list(r.shape), max_abs_diff=None, argmax_agreement=None))
             continue
-        diff = float(np.abs(o.astype(np.float32) - r).max())
-        scale = max(1.0, float(np.abs(r).max()))
-        agree = float((o.argmax(1) == r.argmax(1)).mean())
-        rows.append(dict(shape=list(r.shape), max_abs_diff=diff, max_abs_logit=float(np.abs(r).max()),
-                         argmax_agreement=agree))
-        print_log(f'{name} vs PyTorch at {list(r.shape)}: max |logit diff| {diff:.3g} (logits up to '
-                  f'{np.abs(r).max():.3g}), argmax agreement {100 * agree:.4f}%', logger='current')
-        if not np.isfinite(diff) or diff > tolerance * scale:
-            bad.append(f'{list(r.shape)}: max |logit diff| {diff:.3g} > tolerance {tolerance:g} x {scale:.3g}')
-        if agree < min_agreement:
-            bad.append(f'{list(r.shape)}: argmax agreement {100 * agree:.4f}% < {100 * min_agreement:.2f}%')
+        row = _measure(o.astype(np.float32), r, o.argmax(1), r.argmax(1), 'argmax_agreement')
+        rows.append(dict(shape=list(r.shape), **row))
+        print_log(f'{name} vs PyTorch at {list(r.shape)}: max |logit diff| {row["max_abs_diff"]:.3g} (logits up '
+                  f'to {row["max_abs_logit"]:.3g}), argmax agreement {100 * row["argmax_agreement"]:.4f}%',
+                  logger='current')
+        bad += _problems(str(list(r.shape)), row, 'argmax_agreement', tolerance, min_agreement)
     if bad:
         raise ExportVerificationError(f'{name} does not reproduce PyTorch: ' + '; '.join(bad)
                                       + ' (no bundle written)')
@@ -125,18 +139,11 @@ def _compare_whole(segmentor, seg, shapes, tolerance, min_agreement, seed, segme
         ref_label, res = segment(segmentor, img)
         ref = res.seg_logits.data.float().cpu().numpy()
         out = seg.logits(img)
-        label = out.argmax(0)
-        diff = float(np.abs(out - ref).max())
-        scale = max(1.0, float(np.abs(ref).max()))
-        agree = float((label == ref_label).mean())
-        rows.append(dict(shape=[h, w], max_abs_diff=diff, max_abs_logit=float(np.abs(ref).max()),
-                         label_agreement=agree))
-        print_log(f'whole image {h}x{w}: runtime vs PyTorch max |logit diff| {diff:.3g}, labels agree on '
-                  f'{100 * agree:.4f}% of the pixels', logger='current')
-        if not np.isfinite(diff) or diff > tolerance * scale:
-            bad.append(f'{h}x{w}: max |logit diff| {diff:.3g} > tolerance {tolerance:g} x {scale:.3g}')
-        if agree < min_agreement:
-            bad.append(f'{h}x{w}: labels agree on {100 * agree:.4f}% < {100 * min_agreement:.2f}% of the pixels')
+        row = _measure(out, ref, out.argmax(0), ref_label, 'label_agreement')
+        rows.append(dict(shape=[h, w], **row))
+        print_log(f'whole image {h}x{w}: runtime vs PyTorch max |logit diff| {row["max_abs_diff"]:.3g}, labels '
+                  f'agree on {100 * row["label_agreement"]:.4f}% of the pixels', logger='current')
+        bad += _problems(f'{h}x{w}', row, 'label_agreement', tolerance, min_agreement)
     if bad:
         raise ExportVerificationError('the bundle does not label whole images as PyTorch does: '
                                       + '; '.join(bad) + ' (no bundle written)')

@@ -82,3 +82,17 @@ def reference_logits(segmentor, x: torch.Tensor) -> torch.Tensor:
     """The PyTorch result the export must reproduce: mmseg's own ``encode_decode`` on ``x``."""
     with torch.no_grad():
         return segmentor.encode_decode(x, [dict(img_shape=x.shape[2:], ori_shape=x.shape[2:])])
+
+
+class HalfPrecisionNetwork(nn.Module):
+    """The exported network in float16 (weights, convolutions, matmuls) behind float32 input and output,
+    so the runtime feeds and reads the same tensors as for an fp32 model. Norms keep computing in
+    float32 (perception's norm layers upcast whatever the input dtype); BatchNorm and softmax run in
+    float16, as GPU runtimes run them."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x.to(torch.float16)).float()
