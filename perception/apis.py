@@ -99,16 +99,37 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
     if launcher == 'none' and strategy in ('PortableFSDPStrategy', 'FSDPStrategy', 'DeepSpeedStrategy'):
         raise RuntimeError(f'{cfg.filename}: {strategy} trains under torchrun: tools/dist_train.sh {cfg.filename} '
                            'NUM_PROCS (1 for a single GPU or CPU process)')
+    _safe_checkpoints(cfg)
+    from .engine.checkpoints import WorkDirError, checkpoints_in, resume_checkpoint
     if resume is True or resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        path = resume_checkpoint(cfg.work_dir)  # the newest complete one, said in the log; None: none
+        if path is None:
+            print_log(f'--resume: no checkpoint in {cfg.work_dir}: training from the start', logger='current')
+        cfg.resume = path is not None
+        cfg.load_from = path
     elif resume:
         cfg.resume = True
         cfg.load_from = resume
+    else:
+        existing = checkpoints_in(cfg.work_dir)
+        if existing:  # training from the start would overwrite them, one by one
+            names = ', '.join(osp.basename(p) for _, p in existing[:3]) + (', ...' if len(existing) > 3 else '')
+            raise WorkDirError(f'work dir {cfg.work_dir} already holds checkpoints ({names}): --resume continues '
+                               'from the newest; to start again, use another --work-dir or move them away')
     runner = build_runner(cfg)
     runner.train()
     _finish_dist()
     return runner
+
+
+def _safe_checkpoints(cfg):
+    """mmengine's CheckpointHook deletes before it writes and writes in place; its subclass
+    SafeCheckpointHook (same arguments) saves atomically and prunes after (perception/engine/checkpoints.py)."""
+    ck = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if isinstance(ck, dict) and ck.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        ck['type'] = 'SafeCheckpointHook'
+        print_log('checkpoints: SafeCheckpointHook (atomic saves, old ones pruned after the new one is '
+                  'complete) in place of CheckpointHook', logger='current')
 
 
 def _finish_dist():

@@ -34,8 +34,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
-          cfg_options=args.cfg_options, launcher=args.launcher)
+    from perception.engine.checkpoints import WorkDirError
+    try:
+        train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
+              cfg_options=args.cfg_options, launcher=args.launcher)
+    except WorkDirError as e:  # nothing was written: one line, no traceback
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     if args.launcher != 'none':
         # All ranks passed a barrier and the process group is destroyed (perception.apis.train). Skip
         # the interpreter's teardown: gloo's background threads, destroyed during static destruction,
@@ -48,4 +53,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
