@@ -93,3 +93,51 @@ def test_training_into_a_work_dir_with_checkpoints_is_refused(data, tmp_path):
     os.remove(wd / 'last_checkpoint')
     r = _train(data, wd, 2, '--resume')
     assert r.returncode == 2 and 'no complete checkpoint' in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+
+
+@pytest.mark.parametrize('case', ['16-bit labels', 'rgb annotation', 'png among jpgs', 'not a png',
+                                  'empty image'])
+def test_label_maps_and_image_folders_that_would_change_meaning_are_refused(data, tmp_path, case):
+    """mmseg reads label maps as 8 bits (258 would train as 2) and squeezes channels; a .png in a
+    folder of .jpg images would be left out. Each is one error naming the file."""
+    import shutil
+
+    import cv2
+    import numpy as np
+    from mmengine.registry import init_default_scope
+
+    from perception.datasets.ade import DemoShapesDataset
+    init_default_scope('mmseg')
+    root = tmp_path / 'd'
+    shutil.copytree(data, root)
+    anns = sorted((root / 'annotations/training').glob('*.png'))
+    ann = anns[0]
+    seg = cv2.imread(str(ann), cv2.IMREAD_UNCHANGED)
+    if case == '16-bit labels':
+        seg16 = seg.astype(np.uint16)
+        seg16[:4, :4] = 258
+        cv2.imwrite(str(ann), seg16)
+        want = r'is a 16-bit PNG with labels up to 258'
+    elif case == 'rgb annotation':
+        cv2.imwrite(str(ann), np.repeat(seg[:, :, None], 3, axis=2))
+        want = r'is a RGB PNG: expected one channel'
+    elif case == 'not a png':
+        ann.write_bytes(b'GIF89a' + b'\0' * 40)
+        want = r'is not a readable PNG'
+    elif case == 'empty image':
+        img = sorted((root / 'images/training').glob('*.jpg'))[0]
+        img.write_bytes(b'')
+        want = 'sample 0 .*' + str(img).replace('.', r'\.')
+    else:
+        img = sorted((root / 'images/training').glob('*.jpg'))[0]
+        cv2.imwrite(str(img.with_suffix('.png')), cv2.imread(str(img)))
+        want = r'images/training holds 1 image\(s\) that are not \*\.jpg \(.*\.png\): they would be left out'
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),
+                dict(type='CheckSegMap', num_classes=6)]
+    with pytest.raises(ValueError, match=want) as e:
+        ds = DemoShapesDataset(data_root=str(root), pipeline=pipeline,
+                               data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
+        for i in range(len(ds)):
+            ds[i]
+    if case not in ('png among jpgs', 'empty image'):
+        assert str(ann) in str(e.value)

@@ -1,4 +1,5 @@
 """ADE20K-layout datasets with clear errors, few-shot subsets, and the demo dataset."""
+import os
 import os.path as osp
 from typing import List, Optional
 
@@ -47,6 +48,13 @@ class PerceptionADE20KDataset(ADE20KDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise FileNotFoundError(f'{type(self).__name__}: no *{self.img_suffix} images in {img_dir}')
+        if img_dir and osp.isdir(img_dir):  # images of another type would be left out without a word
+            other = sorted(f for f in os.listdir(img_dir) if osp.splitext(f)[1].lower() in IMAGE_SUFFIXES
+                           and not f.endswith(self.img_suffix))
+            if other:
+                raise ValueError(f'{type(self).__name__}: {img_dir} holds {len(other)} image(s) that are not '
+                                 f'*{self.img_suffix} ({", ".join(other[:5])}{", ..." if len(other) > 5 else ""}): '
+                                 f'they would be left out; convert them or set img_suffix')
         for d in data_list:
             seg = d.get('seg_map_path')
             if seg and not osp.isfile(seg):
@@ -57,10 +65,49 @@ class PerceptionADE20KDataset(ADE20KDataset):
         return data_list
 
 
+    def prepare_data(self, idx):
+        """The pipeline on one sample; the label map's format is checked before mmseg reads it, and any
+        failure names the image and annotation files (mmcv's own errors name neither)."""
+        info = self.get_data_info(idx)
+        _check_png_label_map(info.get('seg_map_path'))
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            files = [info.get('img_path'), info.get('seg_map_path')]
+            if any(f and f in str(e) for f in files):
+                raise
+            raise ValueError(f'sample {idx} ({", ".join(f for f in files if f)}): {type(e).__name__}: {e}') from e
+
+
 @register('DATASETS', 'mmseg')
 class DemoShapesDataset(PerceptionADE20KDataset):
     """The generated demo dataset (``tools/make_demo_data.py``): 6 shape/texture classes."""
     METAINFO = dict(classes=DEMO_CLASSES, palette=[list(p) for p in DEMO_PALETTE])
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def _check_png_label_map(path):
+    """mmseg's ``LoadAnnotations`` casts to uint8 and squeezes: a 16-bit PNG with labels >= 256 would
+    wrap (258 -> 2) and a colour PNG would load as H x W x 3. Read the PNG header (bytes, cheap) and,
+    for 16-bit files only, the values; refuse what would change meaning, naming the file."""
+    if not (isinstance(path, str) and path.lower().endswith('.png') and osp.isfile(path)):
+        return
+    with open(path, 'rb') as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
+        raise ValueError(f'annotation {path} is not a readable PNG (truncated or another format)')
+    depth, color = head[24], head[25]
+    if color not in (0, 3):  # grey or palette (palette indices are the labels, as in ADE20K tools)
+        kind = {2: 'RGB', 4: 'grey + alpha', 6: 'RGBA'}.get(color, f'colour type {color}')
+        raise ValueError(f'annotation {path} is a {kind} PNG: expected one channel of label values')
+    if depth == 16:
+        import cv2
+        seg = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if seg is not None and seg.max() > 255:
+            raise ValueError(f'annotation {path} is a 16-bit PNG with labels up to {int(seg.max())}: '
+                             'mmseg reads label maps as 8 bits, so they would wrap (e.g. 258 -> 2)')
 
 
 @register('TRANSFORMS', 'mmseg')
@@ -75,6 +122,7 @@ class CheckSegMap(BaseTransform):
     def transform(self, results: dict) -> dict:
         seg = results['gt_seg_map']
         path = results.get('seg_map_path', '?')
+        _check_png_label_map(path)
         ori = results.get('ori_shape') or results['img'].shape[:2]
         if tuple(seg.shape[:2]) != tuple(ori[:2]):
             raise ValueError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} but its image '
