@@ -3,7 +3,8 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the CLIs)
+from mmengine.config import Config
+from mmengine.config import DictAction as _MMDictAction
 from mmengine.logging import print_log
 
 
@@ -108,6 +109,7 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
         cfg.resume = path is not None
         cfg.load_from = path
     elif resume:
+        _check_resumable(resume)
         cfg.resume = True
         cfg.load_from = resume
     else:
@@ -122,6 +124,22 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
     return runner
 
 
+def _check_resumable(path: str):
+    """``--resume PATH`` continues a run: PATH must be a training checkpoint (``meta`` and ``state_dict``;
+    a sharded folder is checked when it is loaded). Backbone or exported weights are refused, naming
+    the file and what to use instead."""
+    from .engine.checkpoints import WorkDirError
+    if osp.isdir(path):
+        return
+    from .checkpoint.safe_load import torch_load
+    obj, _ = torch_load(path)
+    if not (isinstance(obj, dict) and 'meta' in obj and 'state_dict' in obj):
+        keys = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
+        raise WorkDirError(f'--resume {path}: not a training checkpoint of this project (no meta / state_dict; '
+                           f'holds {keys}); to start from these weights, name them in the config '
+                           "(model.backbone.init_cfg or load_from) and train without --resume")
+
+
 def _safe_checkpoints(cfg):
     """mmengine's CheckpointHook deletes before it writes and writes in place; its subclass
     SafeCheckpointHook (same arguments) saves atomically and prunes after (perception/engine/checkpoints.py)."""
@@ -130,6 +148,17 @@ def _safe_checkpoints(cfg):
         ck['type'] = 'SafeCheckpointHook'
         print_log('checkpoints: SafeCheckpointHook (atomic saves, old ones pruned after the new one is '
                   'complete) in place of CheckpointHook', logger='current')
+
+
+class DictAction(_MMDictAction):
+    """mmengine's ``--cfg-options KEY=VALUE ...`` parser; a malformed item is an argparse error naming it
+    (mmengine fails with ``not enough values to unpack``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values:
+            if '=' not in kv or not kv.split('=', 1)[0].strip():
+                parser.error(f'{option_string}: expected KEY=VALUE, got {kv!r}')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _finish_dist():

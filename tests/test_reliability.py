@@ -141,3 +141,33 @@ def test_label_maps_and_image_folders_that_would_change_meaning_are_refused(data
             ds[i]
     if case not in ('png among jpgs', 'empty image'):
         assert str(ann) in str(e.value)
+
+
+@pytest.mark.parametrize('case', ['cfg-options without =', 'resume a weights file', 'resume an empty file',
+                                  'folder without images'])
+def test_cli_refusals_are_one_line(data, tmp_path, case):
+    import torch
+    wd = tmp_path / 'w'
+    if case == 'cfg-options without =':
+        r = subprocess.run([sys.executable, str(ROOT / 'tools/train.py'), DEMO_LINEAR, '--cfg-options', 'foo'],
+                           capture_output=True, text=True, timeout=300)
+        want = "--cfg-options: expected KEY=VALUE, got 'foo'"
+    elif case.startswith('resume'):
+        f = tmp_path / 'weights.pth'
+        if case == 'resume a weights file':
+            torch.save({'blocks.0.attn.qkv.weight': torch.zeros(2, 2)}, f)
+            want = f'--resume {f}: not a training checkpoint of this project'
+        else:
+            f.write_bytes(b'')
+            want = f'checkpoint {f} is empty (0 bytes)'
+        r = _train(data, wd, 1, '--resume', str(f))
+    else:
+        assert _train(data, wd, 1).returncode == 0
+        (tmp_path / 'empty').mkdir()
+        r = subprocess.run([sys.executable, str(ROOT / 'tools/infer.py'), DEMO_LINEAR, str(wd / 'iter_1.pth'),
+                            str(tmp_path / 'empty'), '--out', str(tmp_path / 'o')],
+                           capture_output=True, text=True, timeout=300)
+        want = f'no images (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) in the folder {tmp_path / "empty"}'
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    last = r.stderr.strip().splitlines()[-1]
+    assert want in last and 'Traceback' not in r.stderr, r.stderr[-2000:]

@@ -55,7 +55,11 @@ def main(argv=None):
     except ValueError as e:  # a test_cfg that cannot work (stride > crop, ...): one line
         print(f'error: {e}', file=sys.stderr)
         return 2
-    res = segment_images(model, inputs, args.out, args.alpha)
+    try:
+        res = segment_images(model, inputs, args.out, args.alpha)
+    except FileNotFoundError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     return 1 if res['failed'] and not res['written'] else 0
 
 
@@ -71,7 +75,11 @@ def _main_onnx(args):
     except (DeployError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    res = segment_images(seg, args.paths[1:], args.out, args.alpha)
+    try:
+        res = segment_images(seg, args.paths[1:], args.out, args.alpha)
+    except FileNotFoundError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     return 1 if res['failed'] and not res['written'] else 0
 
 

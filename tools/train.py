@@ -34,11 +34,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from perception.checkpoint.errors import CheckpointError
     from perception.engine.checkpoints import WorkDirError
     try:
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
               cfg_options=args.cfg_options, launcher=args.launcher)
-    except WorkDirError as e:  # nothing was written: one line, no traceback
+    except (WorkDirError, CheckpointError) as e:  # bad input: one line, no traceback
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.launcher != 'none':

@@ -114,8 +114,11 @@ def torch_load(path, mmap: bool = True, extra_globals=None):
         raise CheckpointError(f'checkpoint file not found: {path}')
     try:
         is_zip = zipfile.is_zipfile(path)
+        size = Path(path).stat().st_size
     except OSError as e:
         raise CheckpointError(f'cannot read checkpoint {path}: {e}') from e
+    if size == 0:
+        raise CheckpointError(f'checkpoint {path} is empty (0 bytes): an interrupted write or copy?')
     use_mmap = mmap and is_zip
     try:
         with torch.serialization.safe_globals(list(extra_globals or [])):
@@ -128,6 +131,6 @@ def torch_load(path, mmap: bool = True, extra_globals=None):
             f'refusing to load {path}: {why}. The file holds Python objects outside the weights-only '
             'allow-list; perception never unpickles arbitrary code. If you trust the file, re-save its '
             'tensors only (e.g. a safetensors file).') from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as e:
         raise CheckpointError(f'cannot read checkpoint {path} (truncated or corrupt?): '
                               f'{str(e).splitlines()[0]}') from e

@@ -14,7 +14,8 @@ IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
-    """Image files of a file, a folder (recursively) or a list of them; a missing path raises."""
+    """Image files of a file, a folder (recursively) or a list of them; a missing path, or a folder
+    without images, raises ``FileNotFoundError`` naming it."""
     if isinstance(inputs, (list, tuple)):
         out = []
         for i in inputs:
@@ -22,7 +23,10 @@ def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
         return out
     p = Path(inputs)
     if p.is_dir():
-        return sorted(str(f) for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS)
+        found = sorted(str(f) for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS)
+        if not found:
+            raise FileNotFoundError(f'no images ({", ".join(IMG_EXTS)}) in the folder {inputs}')
+        return found
     if not p.exists():
         raise FileNotFoundError(f'input not found: {inputs}')
     return [str(p)]
