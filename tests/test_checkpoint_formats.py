@@ -689,3 +689,17 @@ def test_checkpoint_info(tmp_path, sd_a):
     assert info['format'] == 'internvit'
     assert info['num_params'] == n  # clip_projector is not part of the backbone
     assert info['dtypes'] == {'float32': sum(v.numel() for v in sd.values())}
+
+
+def test_a_patch_size_that_contradicts_the_weights_is_refused_unless_asked(tmp_path, sd_a, capsys):
+    """config.json says patch_size 16 for 14-pixel kernels: refused (the kernel would be resampled and
+    the outputs change without a word); patch_size=16 asked explicitly: resampled, with a warning."""
+    d = tmp_path / 'InternViT-6B-448px-V2_5'
+    write_sharded(d, to_hf(bf16(sd_a)), 2, 'safetensors')
+    write_json(d / 'config.json', hf_config(dict(TINY, patch_size=16, img_size=64)))
+    with pytest.raises(CheckpointError, match=r'kernel is 14x14 but the architecture read with it says '
+                                              r'patch_size 16'):
+        load_backbone(d)
+    vit = load_backbone(d, patch_size=16, img_size=64, dtype='fp32')
+    assert vit.patch_embed.proj.weight.shape[-1] == 16
+    assert 'resampling the 14x14 patch-embedding kernel to 16x16' in capsys.readouterr().out

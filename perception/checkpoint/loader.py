@@ -249,12 +249,28 @@ def _progress(items, desc: str, total: int):
 
 
 def fill_model(model: torch.nn.Module, sd: Dict[str, LazyTensor], where: str,
-               dtype: Optional[torch.dtype] = None, grid_of=None):
+               dtype: Optional[torch.dtype] = None, grid_of=None, patch_resize: str = 'announce'):
     """Copy ``sd`` into ``model`` strictly. A model on the ``meta`` device is first allocated in
-    ``dtype`` (default: its own), so only the target-dtype weights and one tensor are in memory."""
+    ``dtype`` (default: its own), so only the target-dtype weights and one tensor are in memory.
+
+    A patch-embedding kernel of another size than the model's patch changes what the weights compute:
+    ``patch_resize='announce'`` resamples it (FlexiViT pseudo-inverse) with a warning naming both sizes
+    (the model's patch size was asked for); ``'refuse'`` raises ``CheckpointError`` (the size came
+    from the checkpoint's own description, which then contradicts its weights)."""
     params = dict(model.named_parameters())
     params.update(dict(model.named_buffers()))
     check_compatible({k: v.shape for k, v in params.items() if k in model.state_dict()}, sd, where)
+    pk = 'patch_embed.proj.weight'
+    if pk in sd and pk in params and tuple(sd[pk].shape[-2:]) != tuple(params[pk].shape[-2:]):
+        old, new = sd[pk].shape[-1], params[pk].shape[-1]
+        if patch_resize == 'refuse':
+            raise CheckpointError(f'{where}: the patch-embedding kernel is {old}x{old} but the architecture '
+                                  f'read with it says patch_size {new}: the description contradicts the '
+                                  f'weights. Pass patch_size={new} explicitly to resample the kernel, or '
+                                  'fix the config')
+        print_log(f'{where}: resampling the {old}x{old} patch-embedding kernel to {new}x{new} (FlexiViT '
+                  f'pseudo-inverse): the model was asked for patch size {new}; outputs differ from the '
+                  f'released {old}-pixel model', logger='current', level=30)
     if any(p.is_meta for p in params.values()):
         if dtype is not None:
             model.to(dtype)

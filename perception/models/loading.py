@@ -40,7 +40,11 @@ def load_backbone(path, config=None, **overrides):
     with torch.device('meta'):
         model = InternViT(arch, **kwargs)
     grid = model.pretrain_grid
-    fill_model(model, sd, src.path, dtype=dtype, grid_of=lambda n: grid)
+    # a patch size the user asked for (config= / patch_size=) resamples, announced; one that only the
+    # file's own config.json / metadata says, while its kernel disagrees, is refused
+    asked = config is not None or 'patch_size' in overrides
+    fill_model(model, sd, src.path, dtype=dtype, grid_of=lambda n: grid,
+               patch_resize='announce' if asked else 'refuse')
     model._is_init = True
     if model.frozen:
         model.freeze()
