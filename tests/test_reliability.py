@@ -171,3 +171,26 @@ def test_cli_refusals_are_one_line(data, tmp_path, case):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     last = r.stderr.strip().splitlines()[-1]
     assert want in last and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize('paramwise, want', [
+    (dict(layer_decay=0.9), r"unknown key\(s\) 'layer_decay' \(did you mean 'layer_decay_rate'\?\)"),
+    (dict(layer_decay_rate=0.9, custom_keys={'head': dict(lr_mult=10)}), r"unknown key\(s\) 'custom_keys'"),
+    (dict(layer_decay_rate=1.5), r'layer_decay_rate must be in \(0, 1\], got 1.5'),
+    (dict(layer_decay_rate=0.9, num_layers=48), r'num_layers is 48 but the backbone has 6 layers'),
+])
+def test_layer_decay_settings_that_would_be_ignored_or_wrong_are_refused(paramwise, want):
+    from torch import nn
+
+    from perception.engine.layer_decay import InternViTLayerDecayOptimWrapperConstructor
+
+    class Segmentor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Linear(2, 2)
+            self.backbone.num_layers = 6
+
+    with pytest.raises(ValueError, match=want):
+        ctor = InternViTLayerDecayOptimWrapperConstructor(
+            dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)), paramwise)
+        ctor(Segmentor())

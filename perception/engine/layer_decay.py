@@ -14,8 +14,9 @@ InternVL rule, as published and as executed:
 Parameter names may carry wrapper prefixes (``module.``, FSDP's ``_fsdp_wrapped_module.``,
 checkpoint wrappers); they are stripped before matching, so the rule survives DDP/FSDP wrapping.
 """
+import difflib
 import re
-from typing import List
+from typing import List, Optional
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -54,18 +55,38 @@ def no_weight_decay(name: str, param, exempt_pos_embed_cls_token: bool = False) 
 @register('OPTIM_WRAPPER_CONSTRUCTORS')
 class InternViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.95), optional ``num_layers`` (default: the
-    backbone's), ``exempt_pos_embed_cls_token`` (default False, as the reference executed)."""
+    backbone's), ``exempt_pos_embed_cls_token`` (default False, as the reference executed). Any other
+    key (mmengine's ``custom_keys``, ``norm_decay_mult``, ... or a typo) would be ignored here, so it is
+    refused, as is a ``num_layers`` that is not the backbone's depth."""
+
+    KEYS = ('layer_decay_rate', 'num_layers', 'exempt_pos_embed_cls_token')
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        unknown = sorted(set(paramwise_cfg or {}) - set(self.KEYS))
+        if unknown:
+            hints = [f'{k!r} (did you mean {m[0]!r}?)' if (m := difflib.get_close_matches(k, self.KEYS, 1)) else repr(k)
+                     for k in unknown]
+            raise ValueError(f'optim_wrapper.paramwise_cfg: unknown key(s) {", ".join(hints)} for '
+                             f'{type(self).__name__}, which reads only {list(self.KEYS)}')
+        rate = (paramwise_cfg or {}).get('layer_decay_rate', 1.0)
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ValueError(f'optim_wrapper.paramwise_cfg.layer_decay_rate must be in (0, 1], got {rate!r}')
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs):
         cfg = dict(self.paramwise_cfg or {})
         rate = float(cfg.get('layer_decay_rate', 1.0))
         num_layers = cfg.get('num_layers')
+        backbone = getattr(getattr(module, 'module', module), 'backbone', None)
+        depth = getattr(backbone, 'num_layers', None)
         if num_layers is None:
-            backbone = getattr(getattr(module, 'module', module), 'backbone', None)
-            num_layers = getattr(backbone, 'num_layers', None)
+            num_layers = depth
             if num_layers is None:
                 raise ValueError('InternViTLayerDecayOptimWrapperConstructor: set paramwise_cfg.num_layers '
                                  '(the model has no backbone.num_layers)')
+        elif depth is not None and int(num_layers) != int(depth):
+            raise ValueError(f'optim_wrapper.paramwise_cfg.num_layers is {num_layers} but the backbone has '
+                             f'{depth} layers: drop the key (the depth is read from the model)')
         exempt = bool(cfg.get('exempt_pos_embed_cls_token', False))
         base_lr = self.base_lr
         base_wd = self.base_wd or 0.0
