@@ -194,3 +194,16 @@ def test_layer_decay_settings_that_would_be_ignored_or_wrong_are_refused(paramwi
         ctor = InternViTLayerDecayOptimWrapperConstructor(
             dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)), paramwise)
         ctor(Segmentor())
+
+
+def test_two_inputs_that_would_write_one_output_name_are_refused(tmp_path):
+    import cv2
+    import numpy as np
+
+    from perception.deploy import segment_images
+    for sub in ('a', 'b'):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'x.jpg'), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'a/x\.jpg, .*b/x\.jpg would all write x_label\.png / x_overlay\.jpg'):
+        segment_images(None, str(tmp_path), str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()

@@ -57,7 +57,7 @@ def main(argv=None):
         return 2
     try:
         res = segment_images(model, inputs, args.out, args.alpha)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 1 if res['failed'] and not res['written'] else 0
@@ -77,7 +77,7 @@ def _main_onnx(args):
         return 2
     try:
         res = segment_images(seg, args.paths[1:], args.out, args.alpha)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 1 if res['failed'] and not res['written'] else 0

@@ -55,6 +55,14 @@ def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5, pr
     Returns ``{'written': [...], 'failed': {path: reason}}``.
     """
     files = list_images(inputs)
+    by_stem = {}
+    for f in files:
+        by_stem.setdefault(Path(f).stem, []).append(f)
+    clash = {k: v for k, v in by_stem.items() if len(v) > 1}
+    if clash:
+        stem, same = next(iter(clash.items()))
+        raise ValueError(f'{", ".join(same)} would all write {stem}_label.png / {stem}_overlay.jpg in '
+                         f'{out_dir} ({len(clash)} such name(s)): segment them into separate output folders')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, failed = [], {}
