@@ -207,3 +207,13 @@ def test_two_inputs_that_would_write_one_output_name_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r'a/x\.jpg, .*b/x\.jpg would all write x_label\.png / x_overlay\.jpg'):
         segment_images(None, str(tmp_path), str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    cmd = [sys.executable, str(ROOT / 'tools/infer.py'), '--backend', 'onnx', str(tmp_path / 'nowhere'),
+           str(tmp_path), '--out', str(tmp_path / 'o')]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f'error: bundle not found: {tmp_path / "nowhere"}'
+    assert 'Traceback' not in r.stderr
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ, PERCEPTION_DEBUG='1'))
+    assert r.returncode == 1 and 'Traceback' in r.stderr and 'DeployError: bundle not found' in r.stderr

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import report  # noqa: E402  (torch-free)
 from perception.checkpoint import CheckpointError  # noqa: E402
 from perception.checkpoint.convert import checkpoint_info, convert_checkpoint, format_info  # noqa: E402
 
@@ -39,8 +40,7 @@ def main(argv=None):
         info = convert_checkpoint(args.src, args.dst, config=args.config, dtype=args.dtype)
         print(format_info(info))
     except (CheckpointError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     return 0
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import report  # noqa: E402  (torch-free)
 from perception.apis import DictAction  # noqa: E402
 
 
@@ -65,8 +66,7 @@ def main(argv=None):
                          verify_sizes=sizes, external_data_threshold=args.external_data_threshold,
                          dtype=args.dtype)
     except ExportError as e:
-        print(f'export failed: {e}', file=sys.stderr)
-        return 1
+        return report(e, 'export failed', 1)
     return 0
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import report  # noqa: E402  (torch-free)
 
 
 def _parser(torch_backend: bool):
@@ -53,13 +54,11 @@ def main(argv=None):
     try:
         model = init_segmentor(config, checkpoint, args.device, args.cfg_options, args.slide)
     except ValueError as e:  # a test_cfg that cannot work (stride > crop, ...): one line
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     try:
         res = segment_images(model, inputs, args.out, args.alpha)
     except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     return 1 if res['failed'] and not res['written'] else 0
 
 
@@ -73,13 +72,11 @@ def _main_onnx(args):
     try:
         seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)
     except (DeployError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     try:
         res = segment_images(seg, args.paths[1:], args.out, args.alpha)
     except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     return 1 if res['failed'] and not res['written'] else 0
 
 

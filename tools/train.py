@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import report  # noqa: E402  (torch-free)
 from perception.apis import DictAction, train  # noqa: E402
 
 
@@ -40,8 +41,7 @@ def main(argv=None):
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
               cfg_options=args.cfg_options, launcher=args.launcher)
     except (WorkDirError, CheckpointError) as e:  # bad input: one line, no traceback
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return report(e)
     if args.launcher != 'none':
         # All ranks passed a barrier and the process group is destroyed (perception.apis.train). Skip
         # the interpreter's teardown: gloo's background threads, destroyed during static destruction,
