@@ -669,7 +669,7 @@ def test_failed_conversion_leaves_no_file(tmp_path, sd_a, monkeypatch, existing)
         return orig(self)
     monkeypatch.setattr(LazyTensor, 'load', failing_load)
     with pytest.raises((_Boom, CheckpointError)):
-        convert_checkpoint(src, dst)
+        convert_checkpoint(src, dst, overwrite=existing)  # replacing a file is asked for explicitly
     assert seen, 'the write never reached the 20th tensor'
     assert len(seen[0]) > (1 if existing else 0), f'failure was not mid-write: {seen[0]}'
     assert sorted(os.listdir(out)) == (['internvit.safetensors'] if existing else [])
@@ -703,3 +703,19 @@ def test_a_patch_size_that_contradicts_the_weights_is_refused_unless_asked(tmp_p
     vit = load_backbone(d, patch_size=16, img_size=64, dtype='fp32')
     assert vit.patch_embed.proj.weight.shape[-1] == 16
     assert 'resampling the 14x14 patch-embedding kernel to 16x16' in capsys.readouterr().out
+
+
+def test_conversion_never_replaces_what_it_was_not_asked_to(tmp_path, sd_a):
+    from perception.checkpoint.convert import convert_checkpoint
+    src = _b_dir(tmp_path, sd_a)
+    dst = tmp_path / 'mine.safetensors'
+    dst.write_bytes(b'a file of the user')
+    with pytest.raises(CheckpointError, match=r'mine\.safetensors exists: pass --force'):
+        convert_checkpoint(src, dst)
+    assert dst.read_bytes() == b'a file of the user'
+    with pytest.raises(CheckpointError, match=r'is the source .* or inside it'):
+        convert_checkpoint(src, src / 'model.safetensors', overwrite=True)
+    with pytest.raises(CheckpointError, match=r'is a folder'):
+        convert_checkpoint(src, tmp_path, overwrite=True)
+    convert_checkpoint(src, dst, overwrite=True)
+    assert load_file(dst).keys() == sd_a.keys()

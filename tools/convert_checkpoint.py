@@ -1,6 +1,6 @@
 """Convert any released InternViT checkpoint to perception's safetensors layout, or describe one.
 
-    python tools/convert_checkpoint.py SRC DST [--dtype bf16] [--config 6b]
+    python tools/convert_checkpoint.py SRC DST [--dtype bf16] [--config 6b] [--force]
     python tools/convert_checkpoint.py --info SRC
 
 SRC: a .pth/.bin/.safetensors file, a Hugging Face model directory or its *.index.json, a DeepSpeed
@@ -24,6 +24,7 @@ def main(argv=None):
     p.add_argument('dst', nargs='?')
     p.add_argument('--info', action='store_true', help='describe SRC and exit')
     p.add_argument('--json', action='store_true', help='with --info: print JSON')
+    p.add_argument('--force', action='store_true', help='replace DST when it exists')
     p.add_argument('--dtype', choices=['bf16', 'fp16', 'fp32'], help='cast floating tensors (default: keep)')
     p.add_argument('--config', help='preset name, config.json or an inline JSON arch dict, for files that '
                    'carry no config (format A)')
@@ -37,7 +38,7 @@ def main(argv=None):
             return 0
         if not args.dst:
             p.error('DST is required unless --info is given')
-        info = convert_checkpoint(args.src, args.dst, config=args.config, dtype=args.dtype)
+        info = convert_checkpoint(args.src, args.dst, config=args.config, dtype=args.dtype, overwrite=args.force)
         print(format_info(info))
     except (CheckpointError, ValueError) as e:
         return report(e)

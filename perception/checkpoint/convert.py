@@ -25,13 +25,21 @@ def _expected_shapes(arch: dict):
 
 
 def convert_checkpoint(src: Union[str, Path], dst: Union[str, Path], config=None,
-                       dtype: Optional[Union[str, torch.dtype]] = None) -> dict:
+                       dtype: Optional[Union[str, torch.dtype]] = None, overwrite: bool = False) -> dict:
     """Write ``src`` (any supported format) as one safetensors file in this project's key layout.
 
     The architecture is stored in the file's metadata, so :func:`load_backbone` needs no config for
     it. ``dtype`` casts floating tensors ('bf16', 'fp16', 'fp32'; default: keep). The write is atomic
-    (a temporary file renamed at the end) and streams one tensor at a time. Returns the summary.
+    (a temporary file renamed at the end) and streams one tensor at a time. An existing ``dst`` is
+    replaced only with ``overwrite=True``; ``dst`` may never be (inside) ``src``. Returns the summary.
     """
+    s, d = Path(src).resolve(), Path(dst).resolve()
+    if d == s or s in d.parents:
+        raise CheckpointError(f'DST {dst} is the source {src} or inside it: write the conversion elsewhere')
+    if d.is_dir():
+        raise CheckpointError(f'DST {dst} is a folder: name the .safetensors file to write')
+    if d.exists() and not overwrite:
+        raise CheckpointError(f'DST {dst} exists: pass --force (overwrite=True) to replace it')
     if isinstance(dtype, str):
         if dtype not in DTYPE_NAMES:
             raise CheckpointError(f'unknown dtype {dtype!r} (choose from {sorted(DTYPE_NAMES)})')
