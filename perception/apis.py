@@ -20,6 +20,53 @@ def _replace_syncbn(obj):
             _replace_syncbn(v)
 
 
+class ConfigError(ValueError):
+    """A config value that would fail deep inside a build, or be ignored: the message names its path."""
+
+
+COMPONENTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor')
+
+
+def check_model_keys(node, path: str = 'model', scope: str = 'mmseg'):
+    """Every key of the model dict and of its components (``backbone``, ``neck``, heads, data
+    preprocessor) is a parameter of that class or of the bases its ``**kwargs`` go to: a
+    misspelt key fails here, naming its path and the closest known name, instead of as a TypeError
+    inside mmengine's build. Nested builder dicts (``norm_cfg``, ``loss_decode``, ...) are left to
+    their builders."""
+    import difflib
+    import importlib
+    import inspect
+    if isinstance(node, (list, tuple)):  # e.g. several auxiliary heads
+        for i, v in enumerate(node):
+            if isinstance(v, dict):
+                check_model_keys(v, f'{path}[{i}]', scope)
+        return
+    if not isinstance(node, dict):
+        return
+    typ = node.get('type')
+    if isinstance(typ, str):
+        cls = getattr(importlib.import_module(f'{scope}.registry'), 'MODELS').get(typ)
+        known, complete = [], False
+        for klass in (cls.__mro__ if inspect.isclass(cls) else ()):  # **kwargs go to the base class
+            if '__init__' not in vars(klass):
+                continue
+            params = inspect.signature(klass.__init__).parameters
+            known += [k for k, p in params.items() if k != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                      and k not in known]
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                complete = True
+                break
+        for k in (node if complete else ()):
+            if k not in known and k not in ('type', '_scope_', '_delete_'):
+                near = difflib.get_close_matches(k, known, 1)
+                raise ConfigError(f'{path}.{k}: {typ} has no argument {k!r}'
+                                  + (f' (did you mean {near[0]!r}?)' if near else f'; it takes {known}'))
+    if path == 'model':
+        for k in COMPONENTS:
+            if k in node:
+                check_model_keys(node[k], f'{path}.{k}', scope)
+
+
 def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp32: bool = False,
                    cfg_options: Optional[dict] = None, launcher: str = 'none') -> Config:
     """Load a config and adapt it to this machine (CPU: gloo, BN instead of SyncBN, bf16 autocast
@@ -28,6 +75,10 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    if cfg.get('model') is not None:
+        from .setup_env import register_all_modules
+        register_all_modules()
+        check_model_keys(cfg.model, scope=cfg.get('default_scope') or 'mmseg')
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

@@ -20,13 +20,14 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from .apis import _replace_syncbn
+    from .apis import _replace_syncbn, check_model_keys
     from .segmentation.checkpoint import load_segmentor_checkpoint
     from .segmentation.test_time import check_slide, enable_any_input_size
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
+    check_model_keys(cfg.model, scope=cfg.get('default_scope') or 'mmseg')
     _replace_syncbn(cfg.model)
     cfg.model.train_cfg = None
     if slide:

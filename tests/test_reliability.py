@@ -144,7 +144,7 @@ def test_label_maps_and_image_folders_that_would_change_meaning_are_refused(data
 
 
 @pytest.mark.parametrize('case', ['cfg-options without =', 'resume a weights file', 'resume an empty file',
-                                  'folder without images'])
+                                  'folder without images', 'misspelt model key'])
 def test_cli_refusals_are_one_line(data, tmp_path, case):
     import torch
     wd = tmp_path / 'w'
@@ -152,6 +152,10 @@ def test_cli_refusals_are_one_line(data, tmp_path, case):
         r = subprocess.run([sys.executable, str(ROOT / 'tools/train.py'), DEMO_LINEAR, '--cfg-options', 'foo'],
                            capture_output=True, text=True, timeout=300)
         want = "--cfg-options: expected KEY=VALUE, got 'foo'"
+    elif case == 'misspelt model key':
+        r = subprocess.run([sys.executable, str(ROOT / 'tools/train.py'), DEMO_LINEAR, '--work-dir', str(wd),
+                            '--cfg-options', 'model.backbone.atch=6b'], capture_output=True, text=True, timeout=300)
+        want = "error: model.backbone.atch: InternViT has no argument 'atch' (did you mean 'arch'?)"
     elif case.startswith('resume'):
         f = tmp_path / 'weights.pth'
         if case == 'resume a weights file':

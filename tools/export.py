@@ -67,6 +67,8 @@ def main(argv=None):
                          dtype=args.dtype)
     except ExportError as e:
         return report(e, 'export failed', 1)
+    except ValueError as e:  # a config or checkpoint that cannot be read as given: one line
+        return report(e)
     return 0
 
 

@@ -36,11 +36,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from perception.checkpoint.errors import CheckpointError
+    from perception.apis import ConfigError
     from perception.engine.checkpoints import WorkDirError
     try:
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
               cfg_options=args.cfg_options, launcher=args.launcher)
-    except (WorkDirError, CheckpointError) as e:  # bad input: one line, no traceback
+    except (WorkDirError, CheckpointError, ConfigError) as e:  # bad input: one line, no traceback
         return report(e)
     if args.launcher != 'none':
         # All ranks passed a barrier and the process group is destroyed (perception.apis.train). Skip
