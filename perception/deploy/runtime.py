@@ -31,6 +31,12 @@ def keep_ratio_size(h: int, w: int, scale: Sequence[int]) -> Tuple[int, int]:
     return int(h * f + 0.5), int(w * f + 0.5)
 
 
+def padded_size(h: int, w: int, patch: int, min_size: int) -> Tuple[int, int]:
+    """The network input for an ``h x w`` window or image: padded at the bottom/right to a multiple of
+    the patch size, and to ``min_size`` (the rule of ``perception/segmentation/test_time.py``)."""
+    return max(-(-h // patch) * patch, min_size), max(-(-w // patch) * patch, min_size)
+
+
 def window_boxes(h: int, w: int, crop: Sequence[int], stride: Sequence[int]) -> List[Tuple[int, int, int, int]]:
     """mmseg's slide-inference windows ``(y1, y2, x1, x2)``; windows are ``min(crop, size)`` large."""
     (ch, cw), (sh, sw) = crop, stride
@@ -210,7 +216,7 @@ class Segmenter:
         patch size (at least ``min_size``) with zeros, logits cropped back to ``h x w``."""
         b, _, h, w = batch.shape
         p = self.patch_size
-        ph, pw = max(-(-h // p) * p, self.min_size), max(-(-w // p) * p, self.min_size)
+        ph, pw = padded_size(h, w, p, self.min_size)
         if (ph, pw) != (h, w):
             batch = np.pad(batch, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)))
         out = self.run(batch)

@@ -20,6 +20,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
+from ..deploy.files import write_bytes_atomic
 from ..registry import register
 
 class WorkDirError(RuntimeError):
@@ -40,15 +41,6 @@ def _fsync(path: str):
     else:
         with open(path, 'rb') as fh:
             os.fsync(fh.fileno())
-
-
-def _write_text_atomic(path: str, text: str):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def is_complete(path: str) -> bool:
@@ -134,7 +126,7 @@ class SafeCheckpointHook(CheckpointHook):
             if osp.isdir(tmp) and osp.isdir(final):
                 shutil.rmtree(final)  # an older save of the same step
             os.replace(tmp, final)
-            _write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+            write_bytes_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt.encode())
             if stale is not None and stale != step:
                 old = osp.join(self.out_dir, self.filename_tmpl.format(stale))
                 if osp.isdir(old):

@@ -8,20 +8,17 @@ resize, ``whole`` mode), this project applies one documented rule, in ``tools/in
 mean colour, after normalisation) to a multiple of the patch size, and at least ``min_size``; the
 logits are computed for the padded input and cropped back. Where mmseg can run, nothing changes.
 """
-import math
 from typing import Sequence, Tuple
 
 import torch.nn.functional as F
+
+from ..deploy.runtime import padded_size  # the one copy of the rule's arithmetic (torch-free)
 
 
 def min_input_size(segmentor) -> int:
     """The smallest network input side: one patch, two with a pyramid neck (it halves the grid)."""
     p = int(segmentor.backbone.patch_size)
     return 2 * p if getattr(segmentor, 'with_neck', False) else p
-
-
-def padded_size(h: int, w: int, patch: int, min_size: int) -> Tuple[int, int]:
-    return max(math.ceil(h / patch) * patch, min_size), max(math.ceil(w / patch) * patch, min_size)
 
 
 def _pair(v, what: str) -> Tuple[int, int]:
