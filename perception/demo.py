@@ -107,6 +107,11 @@ def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/
             'test_dataloader.dataset.data_root': data_root}
     opts.update(cfg_options or {})
     fp32 = demo_precision_is_fp32(fp32, logger)
+    from .engine.checkpoints import checkpoints_in
+    if checkpoints_in(work_dir):  # an earlier demo's run is kept: this one goes next to it
+        earlier, work_dir = work_dir, f'{work_dir.rstrip("/")}-{time.strftime("%Y%m%d_%H%M%S")}'
+        logger.info(f'{earlier} holds the checkpoints of an earlier demo run (kept): this run writes to '
+                    f'{work_dir}')
     runner = train(config, work_dir=work_dir, cfg_options=opts, fp32=fp32)
     hub = runner.message_hub
     if runner.val_loop is not None and runner.iter % runner.train_loop.val_interval == 0 \
