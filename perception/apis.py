@@ -212,6 +212,23 @@ class DictAction(_MMDictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
+def add_compile_argument(parser):
+    """``--compile [force]`` of the tools: ``model.backbone.compile_blocks`` (True, or 'force': fail
+    instead of running eagerly where the platform cannot compile)."""
+    parser.add_argument('--compile', nargs='?', const=True, default=None, choices=[True, 'force'], metavar='force',
+                        type=lambda v: 'force' if v == 'force' else v,
+                        help="compile the backbone's blocks (one torch.compile of the block body shared "
+                             "by all blocks); without a C++ compiler / triton it warns and runs eagerly, "
+                             "'--compile force' fails instead")
+
+
+def compile_options(compile_blocks, cfg_options: Optional[dict] = None) -> Optional[dict]:
+    """``cfg_options`` with ``model.backbone.compile_blocks`` set when ``--compile`` was given."""
+    if compile_blocks is None:
+        return cfg_options
+    return dict(cfg_options or {}, **{'model.backbone.compile_blocks': compile_blocks})
+
+
 def _finish_dist():
     """Let every rank reach the end before any tears the process group down (a rank exiting while
     another is still in a gloo collective aborts it)."""

@@ -302,3 +302,186 @@ def plain_probe_epoch_seconds(cfg, device='cpu', max_images: Optional[int] = Non
         loss.backward()
         opt.step()
     return (time.perf_counter() - t0) * len(dataset) / n
+
+
+# ----------------------------------------------------------------------------- compiled blocks
+class OfficialStyleBlock(torch.nn.Module):
+    """InternVL's own encoder layer as its release runs it without flash attention (the baseline of
+    the compile comparison): RMSNorm casting to fp32 and back, q/k RMSNorm over the full width
+    through a transpose-flatten, ``softmax((q * scale) k^T)`` in the activation dtype, GELU MLP,
+    ``x + attn(norm1(x)) * ls1``. Loaded from a :class:`~perception.layers.block.Block` state dict."""
+
+    def __init__(self, blk):
+        super().__init__()
+        self.heads = blk.attn.num_heads
+        self.eps = blk.norm1.eps
+        self.p = {k: v.detach() for k, v in blk.state_dict().items()}
+
+    def _rms(self, x, w):
+        dt = x.dtype
+        x = x.to(torch.float32)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return w * x.to(dt)
+
+    def _attn(self, x):
+        p, B, N, C = self.p, *x.shape
+        H = self.heads
+        qkv = torch.nn.functional.linear(x, p['attn.qkv.weight'], p.get('attn.qkv.bias'))
+        q, k, v = qkv.reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
+        q = self._rms(q.transpose(1, 2).flatten(2, 3), p['attn.q_norm.weight']).view(B, N, H, -1).transpose(1, 2)
+        k = self._rms(k.transpose(1, 2).flatten(2, 3), p['attn.k_norm.weight']).view(B, N, H, -1).transpose(1, 2)
+        attn = ((q * (C // H) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        return torch.nn.functional.linear(x, p['attn.proj.weight'], p['attn.proj.bias'])
+
+    def forward(self, x):
+        p = self.p
+        x = x + self._attn(self._rms(x, p['norm1.weight']).to(x.dtype)) * p['ls1.gamma']
+        h = torch.nn.functional.linear(self._rms(x, p['norm2.weight']).to(x.dtype), p['mlp.fc1.weight'],
+                                       p['mlp.fc1.bias'])
+        h = torch.nn.functional.linear(torch.nn.functional.gelu(h), p['mlp.fc2.weight'], p['mlp.fc2.bias'])
+        return x + h * p['ls2.gamma']
+
+
+def compile_comparison(arch: dict, size: int = 504, batch: int = 1, dtypes: Sequence[str] = ('bf16', 'fp32'),
+                       device: str = 'cpu', repeats: int = 5, warmup: int = 1, backward: bool = True,
+                       official: bool = True, attn_backend: str = 'sdpa') -> List[Dict]:
+    """One real-width block, eager vs compiled (``compile_blocks``) vs the official-style layer and the
+    block's matmul floor, timed interleaved in this process (medians).
+
+    Per dtype: ``forward`` runs weights cast to the dtype without autograd (the frozen path);
+    ``train`` runs forward+backward of fp32 weights under autocast to the dtype (the tuning path;
+    plain fp32 for 'fp32').
+    """
+    from .layers import compile as block_compile
+    from .layers.block import Block
+    cuda = device.startswith('cuda')
+    C, H, F_ = arch['embed_dims'], arch['num_heads'], arch['feedforward_channels']
+    tokens = (size // arch['patch_size']) ** 2 + 1
+    flop = forward_flops(dict(arch, num_layers=1), tokens, batch)
+
+    def sync(fn):
+        def run():
+            out = fn()
+            if cuda:
+                torch.cuda.synchronize()
+            return out
+        return run
+
+    rows = []
+    for dtype in dtypes:
+        dt = DTYPES[dtype]
+        torch.manual_seed(0)
+        blk = Block(C, H, F_, norm_type=arch['norm_type'], qkv_bias=arch['qkv_bias'],
+                    qk_normalization=arch['qk_normalization'], attn_backend=attn_backend).to(device)
+        with torch.no_grad():
+            for n, prm in blk.named_parameters():
+                if prm.ndim == 1:
+                    prm.copy_(torch.ones_like(prm) if 'norm' in n else torch.full_like(prm, 0.1))
+                else:
+                    prm.normal_(0, 0.02)
+        x32 = torch.randn(batch, tokens, C, device=device)
+        # --- forward, weights in dtype, no autograd
+        fblk = Block(C, H, F_, norm_type=arch['norm_type'], qkv_bias=arch['qkv_bias'],
+                     qk_normalization=arch['qk_normalization'], attn_backend=attn_backend).to(device)
+        fblk.load_state_dict(blk.state_dict())
+        fblk.to(dt).eval().requires_grad_(False)
+        x = x32.to(dt)
+
+        def eager():
+            fblk.compile_blocks = False
+            with torch.no_grad():
+                return fblk(x)
+
+        def compiled():
+            fblk.compile_blocks = 'force'
+            with torch.no_grad():
+                return fblk(x)
+
+        t0 = time.perf_counter()
+        out_c = sync(compiled)()
+        compile_s = time.perf_counter() - t0
+        out_e = sync(eager)()
+        scale = out_e.float().abs().max().item()
+        diff = (out_c.float() - out_e.float()).abs().max().item() / scale
+        fns = [sync(eager), sync(compiled)]
+        names = ['eager', 'compiled']
+        if official and arch['norm_type'] == 'rms_norm':  # the official-style layer is the 6B's
+            off = OfficialStyleBlock(fblk)
+            with torch.no_grad():
+                odiff = (off(x).float() - out_e.float()).abs().max().item() / scale
+            fns.append(sync(lambda: off(x)))
+            names.append('official')
+        fl = _floor_fn(arch, tokens, batch, dtype, device)
+        fns.append(sync(fl))
+        names.append('matmul floor')
+        with torch.no_grad():
+            meds = _interleaved_medians(fns, repeats, warmup)
+        t = dict(zip(names, meds))
+        row = dict(dtype=dtype, part='forward', tokens=tokens, batch=batch, compile_s=compile_s,
+                   rel_diff=diff, flop=flop, **{f'{k} ms': v for k, v in t.items()})
+        if 'official' in t:
+            row['official_rel_diff'] = odiff
+        rows.append(row)
+        del fblk
+        if not backward:
+            continue
+        # --- training step: fp32 weights, autocast to dtype, forward + backward
+        blk.train()
+        xt = x32.clone().requires_grad_(True)
+        amp = torch.autocast(torch.device(device).type, dtype=dt, enabled=dtype != 'fp32')
+
+        def step(mode):
+            def run():
+                blk.compile_blocks = mode
+                with amp:
+                    y = blk(xt)
+                y.float().sum().backward()
+                blk.zero_grad(set_to_none=True)
+                xt.grad = None
+            return run
+
+        t0 = time.perf_counter()
+        sync(step('force'))()
+        tcompile = time.perf_counter() - t0
+        meds = _interleaved_medians([sync(step(False)), sync(step('force'))], repeats, warmup)
+        rows.append(dict(dtype=dtype + ('' if dtype == 'fp32' else '-autocast'), part='forward+backward',
+                         tokens=tokens, batch=batch, compile_s=tcompile, flop=3 * flop,
+                         **{'eager ms': meds[0], 'compiled ms': meds[1]}))
+        del blk
+    block_compile.graphs_compiled()
+    return rows
+
+
+def _floor_fn(arch, tokens, batch, dtype, device):
+    dt = DTYPES[dtype]
+    C, F_, H = arch['embed_dims'], arch['feedforward_channels'], arch['num_heads']
+    M = batch * tokens
+    g = torch.Generator(device=device).manual_seed(0)
+    mats = [(torch.randn(M, k, device=device, generator=g).to(dt),
+             torch.randn(k, n, device=device, generator=g).to(dt))
+            for k, n in [(C, 3 * C), (C, C), (C, F_), (F_, C)]]
+    q = torch.randn(batch * H, tokens, C // H, device=device, generator=g).to(dt)
+
+    def once():
+        for a, b in mats:
+            a @ b
+        (q @ q.transpose(1, 2)) @ q
+    return once
+
+
+def format_compile_table(rows: List[Dict]) -> str:
+    """Markdown: per dtype and part, eager / compiled / official / floor ms and the ratios."""
+    lines = ['| dtype | part | eager ms | compiled ms | compiled speed-up | official ms | compiled vs official |'
+             ' matmul floor ms | compiled / floor | eager / floor | compile s | max rel. diff compiled vs eager |',
+             '|' + '---|' * 12]
+    for r in rows:
+        e, c = r['eager ms'], r['compiled ms']
+        o, f = r.get('official ms'), r.get('matmul floor ms')
+        lines.append(
+            f"| {r['dtype']} | {r['part']} | {e:.1f} | {c:.1f} | {e / c:.2f}x | "
+            f"{'' if o is None else f'{o:.1f}'} | {'' if o is None else f'{o / c:.2f}x'} | "
+            f"{'' if f is None else f'{f:.1f}'} | {'' if f is None else f'{c / f:.2f}'} | "
+            f"{'' if f is None else f'{e / f:.2f}'} | {r['compile_s']:.1f} | "
+            f"{'' if 'rel_diff' not in r else format(r['rel_diff'], '.1e')} |")
+    return '\n'.join(lines)

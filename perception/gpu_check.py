@@ -200,3 +200,64 @@ def fsdp_table(runs, peak_tflops: float = 989.0) -> str:
                    f"{tflops:.0f} ({tflops / peak_tflops:.0%}) | {run['peak_mib'] / 1024:.2f} | {pred['total_gib']:.2f} | "
                    f"{run['peak_mib'] / 1024 / pred['total_gib']:.2f} |")
     return '\n'.join(out)
+
+
+def full_forward(device: str = 'cuda', preset='6b', layers: Optional[int] = None, batch: int = 8,
+                 size: int = 504, modes: Sequence = (False, 'force'), attn_backend: str = 'sdpa',
+                 warmup: int = 2, repeats: int = 5, peak_tflops: float = 989.0) -> List[Dict]:
+    """The whole encoder (random weights made directly in bf16 on the device, no autograd): forward
+    time, TFLOP/s and MFU eager and with ``compile_blocks``, timed interleaved."""
+    from .benchmark import _interleaved_medians
+    from .layers.vision_transformer import InternVisionTransformer, parse_arch
+    arch = parse_arch(preset)
+    if layers:
+        arch['num_layers'] = layers
+    with torch.device('meta'):
+        model = InternVisionTransformer(arch, attn_backend=attn_backend)
+    model.to_empty(device=device)
+    model.to(torch.bfloat16).eval().requires_grad_(False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.fill_(1.0 if 'norm' in name else 0.1)
+            else:
+                p.normal_(0, 0.02)
+    x = torch.randn(batch, 3, size, size, device=device, dtype=torch.bfloat16)
+    tokens = (size // arch['patch_size']) ** 2 + 1
+    flop = forward_flops(arch, tokens, batch)
+    cuda = device.startswith('cuda')
+
+    def runner(mode):
+        def run():
+            model.set_compile_blocks(mode)
+            with torch.no_grad():
+                model(x)
+            if cuda:
+                torch.cuda.synchronize()
+        return run
+
+    fns, rows = [], []
+    for mode in modes:
+        t0 = time.perf_counter()
+        runner(mode)()
+        first_s = time.perf_counter() - t0
+        fns.append(runner(mode))
+        rows.append(dict(preset=preset if isinstance(preset, str) else f"{arch['embed_dims']}-wide", layers=arch['num_layers'], batch=batch, size=size, tokens=tokens,
+                         compiled=bool(mode), first_call_s=first_s, peak_mb=_peak_mb(runner(mode), device)))
+    meds = _interleaved_medians(fns, repeats, warmup)
+    for r, ms in zip(rows, meds):
+        r['ms'] = ms
+        r['tflops'] = flop / ms / 1e9
+        r['mfu'] = r['tflops'] / peak_tflops
+        r['img_per_s'] = batch / ms * 1e3
+    return rows
+
+
+def full_forward_table(rows: List[Dict]) -> str:
+    out = ['| model | batch x size | blocks | forward ms | images/s | TFLOP/s (MFU) | peak MiB above weights |'
+           ' first call s |', '|' + '---|' * 8]
+    for r in rows:
+        out.append(f"| {r['preset']} {'compiled' if r['compiled'] else 'eager'} | {r['batch']} x {r['size']} | "
+                   f"{r['layers']} | {r['ms']:.1f} | {r['img_per_s']:.1f} | {r['tflops']:.0f} ({r['mfu']:.0%}) | "
+                   f"{'-' if r['peak_mb'] is None else format(r['peak_mb'], '.0f')} | {r['first_call_s']:.1f} |")
+    return '\n'.join(out)

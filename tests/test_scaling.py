@@ -78,7 +78,7 @@ def test_fsdp_wrap_units_are_the_blocks():
     class: every block, and only blocks, become units (test_fsdp.py runs the real thing)."""
     from torch.distributed.fsdp.wrap import _recursive_wrap
 
-    import perception  # noqa: F401
+    import perception.engine  # noqa: F401  (registers the FSDP functions)
     from mmengine.registry import FUNCTIONS
     from mmseg.registry import MODELS
     from perception.layers.block import Block

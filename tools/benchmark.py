@@ -2,6 +2,7 @@
 
     python tools/benchmark.py --preset 6b-block --size 504 --dtype fp32 bf16 --backend math sdpa
     python tools/benchmark.py --preset 300m --size 448 --dtype bf16 --amp --backend sdpa
+    python tools/benchmark.py --compile --preset 6b --size 504 --dtype bf16 fp32   # eager vs compiled
 
 ``--preset`` is an InternViT preset ('6b', '6b-448px-v1.5', '300m', ...) or '<preset>-block' (its
 width, one block); ``--layers`` overrides the depth. Weights are random, created directly in the
@@ -45,7 +46,13 @@ def main(argv=None):
     p.add_argument('--part', nargs='+', default=['model'], choices=['model', 'attention'],
                    help="'attention' times the attention kernel alone on the model's q/k/v shapes")
     p.add_argument('--no-floor', action='store_true', help='skip the matmul-floor measurement')
+    p.add_argument('--compile', action='store_true',
+                   help='instead: one block of the preset, eager vs compile_blocks vs the official-style layer vs '
+                        'the matmul floor, forward (weights in --dtype) and forward+backward (fp32 weights under '
+                        'autocast), interleaved in one process; compile time and the compiled/eager difference')
     args = p.parse_args(argv)
+    if args.compile:
+        return compile_main(args)
 
     arch = bench_arch(args.preset, args.layers)
     print(f'# {args.preset}: width {arch["embed_dims"]}, {arch["num_layers"]} layer(s), '
@@ -72,6 +79,24 @@ def main(argv=None):
                     print(f"floor {size} {dtype}: matmuls alone {floor_s * 1e3:.1f} ms "
                           f"({fl['tflops']:.2f} TFLOP/s); {r['dtype']} {r['backend']} forward / floor = "
                           f"{r['median_s'] / floor_s:.2f}")
+
+
+def compile_main(args):
+    import platform
+    from perception.benchmark import compile_comparison, format_compile_table
+    arch = bench_arch(args.preset if args.preset.endswith('-block') else args.preset + '-block')
+    cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')),
+               platform.processor()) if args.device == 'cpu' else torch.cuda.get_device_name()
+    for size in args.size:
+        h, w = parse_size(size)
+        if h != w:
+            sys.exit(f'--compile: square sizes only, got {size}')
+        rows = compile_comparison(arch, size=h, batch=args.batch, dtypes=args.dtype, device=args.device,
+                                  repeats=args.repeats, warmup=args.warmup)
+        print(f"\n# compile_blocks: one block {arch['embed_dims']} wide, {h}x{h} ({rows[0]['tokens']} tokens) x "
+              f"batch {args.batch}, {args.device} ({cpu}), {torch.get_num_threads()} threads, torch "
+              f"{torch.__version__}; medians of {args.repeats} interleaved runs\n")
+        print(format_compile_table(rows), flush=True)
 
 
 if __name__ == '__main__':

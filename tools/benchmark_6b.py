@@ -1,6 +1,6 @@
 """The real-size InternViT-6B on this machine: load time, bf16 forward time and peak memory.
 
-    python tools/benchmark_6b.py [--workdir DIR] [--formats A B] [--sizes 224 448] [--repeats 2]
+    python tools/benchmark_6b.py [--workdir DIR] [--formats A B] [--sizes 224 448] [--repeats 2] [--compile]
 
 First writes random bf16 weights of the real shapes (5.9 B parameters, 11.8 GB) as format A
 (``intern_vit_6b_224px.pth``, under ``module``) and format B (the Hugging Face 224px repo: two
@@ -98,24 +98,37 @@ def _vm(field):
     return 0.0
 
 
-def run_one(path: str, sizes, repeats: int) -> dict:
-    """In a fresh process: load, forward per size, peak RSS."""
+def run_one(path: str, sizes, repeats: int, compile_blocks: bool = False) -> dict:
+    """In a fresh process: load, forward per size (eager, and compiled interleaved with it when
+    ``compile_blocks``), peak RSS."""
     import torch
     import perception
     t0 = time.perf_counter()
     model = perception.load_backbone(path, frozen=True, dtype='bf16', attn_backend='sdpa')
     load_s = time.perf_counter() - t0
-    res = {'path': path, 'load_s': load_s, 'rss_after_load_gib': _vm('VmRSS'), 'forward': {}}
+    res = {'path': path, 'load_s': load_s, 'rss_after_load_gib': _vm('VmRSS'), 'forward': {},
+           'forward_compiled': {}, 'compile_s': {}}
     for s in sizes:
         x = torch.randn(1, 3, s, s, dtype=torch.bfloat16)
-        times = []
-        for i in range(repeats + 1):
+        modes = [False, 'force'] if compile_blocks else [False]
+        times = {m: [] for m in modes}
+        for m in modes:  # warm-up; the compiled one's first call compiles
+            model.set_compile_blocks(m)
             t = time.perf_counter()
             with torch.no_grad():
                 model(x)
-            if i:  # the first run is warm-up
-                times.append(time.perf_counter() - t)
-        res['forward'][s] = statistics.median(times)
+            if m:
+                res['compile_s'][s] = time.perf_counter() - t
+        for _ in range(repeats):
+            for m in modes:  # interleaved: load drifts hit both
+                model.set_compile_blocks(m)
+                t = time.perf_counter()
+                with torch.no_grad():
+                    model(x)
+                times[m].append(time.perf_counter() - t)
+        res['forward'][s] = statistics.median(times[False])
+        if compile_blocks:
+            res['forward_compiled'][s] = statistics.median(times['force'])
     res['peak_rss_gib'] = _vm('VmHWM')
     return res
 
@@ -127,10 +140,12 @@ def main(argv=None):
     p.add_argument('--sizes', nargs='+', type=int, default=[224, 448])
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--reuse', action='store_true', help='with --workdir: reuse checkpoints written by an earlier run')
+    p.add_argument('--compile', action='store_true',
+                   help='also time the forward with compile_blocks (interleaved with eager; compile time shown)')
     p.add_argument('--child', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print('@@' + json.dumps(run_one(args.child, args.sizes, args.repeats)), flush=True)
+        print('@@' + json.dumps(run_one(args.child, args.sizes, args.repeats, args.compile)), flush=True)
         return
     import torch
     from perception.benchmark import matmul_floor
@@ -154,7 +169,7 @@ def main(argv=None):
         results = {}
         for fmt, path in paths.items():
             cmd = [sys.executable, __file__, '--child', path, '--sizes', *map(str, args.sizes),
-                   '--repeats', str(args.repeats)]
+                   '--repeats', str(args.repeats)] + (['--compile'] if args.compile else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith('@@')), None)
             if line is None:
@@ -171,6 +186,17 @@ def main(argv=None):
             cells = ' | '.join(f"{r['forward'][str(s)]:.1f} | {r['forward'][str(s)] / floors[s]:.2f}"
                                for s in args.sizes)
             print(f"| {fmt} | {r['load_s']:.1f} | {r['rss_after_load_gib']:.2f} | {r['peak_rss_gib']:.2f} | {cells} |")
+        if args.compile:
+            print('\n| format | ' + ' | '.join(f'{s}px eager s | compiled s | speed-up | compiled/floor | compile s'
+                                                for s in args.sizes) + ' |')
+            print('|---|' + '---|---|---|---|---|' * len(args.sizes))
+            for fmt, r in results.items():
+                cells = ' | '.join(
+                    f"{r['forward'][str(s)]:.1f} | {r['forward_compiled'][str(s)]:.1f} | "
+                    f"{r['forward'][str(s)] / r['forward_compiled'][str(s)]:.2f}x | "
+                    f"{r['forward_compiled'][str(s)] / floors[s]:.2f} | {r['compile_s'][str(s)]:.0f}"
+                    for s in args.sizes)
+                print(f'| {fmt} | {cells} |')
         print('\nbf16 matmul floor (the 48 blocks\' matmuls alone): ' +
               ', '.join(f'{s}px {floors[s]:.1f} s' for s in args.sizes))
     finally:

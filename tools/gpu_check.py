@@ -6,7 +6,9 @@
 1. Attention kernels (math, SDPA, xformers) on one real InternViT-6B block (3200 wide, 1297 tokens =
    504x504) in bf16: parity with the fp32 math block, forward and forward+backward time, TFLOP/s and
    MFU against --peak-tflops, peak memory.
-2. The 6B full-tuning FSDP config (mmcfg/scale/upernet_internvit-6b_fsdp-*) at --layers blocks of the
+2. compile_blocks on the real 6B block (eager vs compiled vs the official-style layer vs the matmul
+   floor, forward and forward+backward) and the whole 6B forward eager vs compiled: time and MFU.
+3. The 6B full-tuning FSDP config (mmcfg/scale/upernet_internvit-6b_fsdp-*) at --layers blocks of the
    6B width, --iters iterations on generated data through tools/dist_train.sh: step time, peak memory
    and the memory plan's prediction for the same model.
 
@@ -34,6 +36,10 @@ def parse_args(argv=None):
     p.add_argument('--peak-tflops', type=float, default=989.0, help='dense bf16 peak per GPU (H100 SXM: 989)')
     p.add_argument('--skip-attention', action='store_true')
     p.add_argument('--skip-fsdp', action='store_true')
+    p.add_argument('--skip-compile', action='store_true',
+                   help='skip eager vs compiled (compile_blocks) on the 6B block and the whole 6B forward')
+    p.add_argument('--full-batch', type=int, default=8, help='whole-6B forward: images of 504x504 per call')
+    p.add_argument('--full-layers', type=int, default=None, help='whole-6B forward: depth (default: the preset)')
     p.add_argument('--work-dir', default=None, help='FSDP check files (default: a temporary folder)')
     args = p.parse_args(argv)
     for k in ('batch', 'repeats', 'layers', 'iters', 'gpus'):
@@ -62,6 +68,24 @@ def main(argv=None):
         print(f"## Attention kernels: one InternViT block, {r0['width']} wide, {r0['tokens']} tokens x batch "
               f"{r0['batch']}, bf16 (MFU vs {args.peak_tflops:.0f} TFLOP/s)\n")
         print(gpu_check.attention_table(rows) + '\n')
+    if not args.skip_compile:
+        from perception.benchmark import bench_arch, compile_comparison, format_compile_table
+        arch = dict(bench_arch('6b-block'), embed_dims=64, num_heads=4, feedforward_channels=128) \
+            if args.tiny else bench_arch('6b-block')
+        rows = compile_comparison(arch, size=504 if not args.tiny else 56, batch=args.batch, dtypes=('bf16',),
+                                  device=args.device, repeats=args.repeats, warmup=3)
+        print(f"## compile_blocks: one InternViT-6B block ({arch['embed_dims']} wide), batch {args.batch}, "
+              'bf16 weights (forward) / fp32 weights under bf16 autocast (forward+backward), SDPA; '
+              'interleaved medians\n')
+        print(format_compile_table(rows) + '\n')
+        from perception.layers.vision_transformer import parse_arch
+        preset = dict(parse_arch('6b'), embed_dims=64, num_heads=4, feedforward_channels=128, img_size=56,
+                      num_layers=2) if args.tiny else '6b'
+        full = gpu_check.full_forward(args.device, preset, layers=args.full_layers,
+                                      batch=args.full_batch, size=504 if not args.tiny else 56,
+                                      peak_tflops=args.peak_tflops, repeats=args.repeats)
+        print(f'## The whole encoder forward, bf16, SDPA (MFU vs {args.peak_tflops:.0f} TFLOP/s)\n')
+        print(gpu_check.full_forward_table(full) + '\n', flush=True)
     if not args.skip_fsdp:
         if not cuda:
             sys.exit('error: the FSDP check runs on GPUs only (the CPU path is covered by tests/test_fsdp.py)')

@@ -35,8 +35,9 @@ def _parser(torch_backend: bool):
                    help='onnx backend: check the sha256 of every bundle file before running (slow for large '
                         'models; sizes and the preprocessing hash are always checked)')
     if torch_backend:
-        from perception.apis import DictAction
+        from perception.apis import DictAction, add_compile_argument
         p.add_argument('--cfg-options', nargs='+', action=DictAction)
+        add_compile_argument(p)
     return p
 
 
@@ -50,9 +51,11 @@ def main(argv=None):
     if len(args.paths) < 3:
         _parser(True).error('the torch backend needs CONFIG CHECKPOINT and at least one image or folder')
     config, checkpoint, inputs = args.paths[0], args.paths[1], args.paths[2:]
+    from perception.apis import compile_options
     from perception.inference import init_segmentor, segment_images
     try:
-        model = init_segmentor(config, checkpoint, args.device, args.cfg_options, args.slide)
+        model = init_segmentor(config, checkpoint, args.device, compile_options(args.compile, args.cfg_options),
+                               args.slide)
     except ValueError as e:  # a test_cfg that cannot work (stride > crop, ...): one line
         return report(e)
     try:

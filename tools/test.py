@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.apis import DictAction, test  # noqa: E402
+from perception.apis import DictAction, add_compile_argument, compile_options, test  # noqa: E402
 
 
 def main(argv=None):
@@ -23,11 +23,13 @@ def main(argv=None):
     p.add_argument('--show-dir', help='write prediction overlays here')
     p.add_argument('--out', help='write label maps here')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_compile_argument(p)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir, cfg_options=args.cfg_options,
+    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
+                   cfg_options=compile_options(args.compile, args.cfg_options),
                    launcher=args.launcher, show_dir=args.show_dir, out=args.out)
     print({k: round(float(v), 2) for k, v in (metrics or {}).items()})
 

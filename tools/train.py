@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perception.deploy.cli import report  # noqa: E402  (torch-free)
-from perception.apis import DictAction, train  # noqa: E402
+from perception.apis import DictAction, add_compile_argument, compile_options, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -25,6 +25,7 @@ def parse_args(argv=None):
     g.add_argument('--amp', action='store_true', help='bf16 mixed precision (autocast; CPU or GPU)')
     g.add_argument('--fp32', action='store_true', help='force fp32 even if the config asks for AMP')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, xxx=yyy')
+    add_compile_argument(p)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
@@ -40,7 +41,7 @@ def main(argv=None):
     from perception.engine.checkpoints import WorkDirError
     try:
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
-              cfg_options=args.cfg_options, launcher=args.launcher)
+              cfg_options=compile_options(args.compile, args.cfg_options), launcher=args.launcher)
     except (WorkDirError, CheckpointError, ConfigError) as e:  # bad input: one line, no traceback
         return report(e)
     if args.launcher != 'none':

@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import check_attn_backend, resolve_attn_backend
 from .block import Block
+from .compile import check_compile_mode
 from .patch_embed import PatchEmbed
 from .pos_embed import interpolate_pos_embed, resample_abs_pos_embed
 
@@ -75,11 +76,11 @@ class InternVisionTransformer(nn.Module):
     """
 
     def __init__(self, arch: Union[str, dict] = '6b', drop_path_rate: float = 0., with_cp: bool = False,
-                 attn_backend: str = 'auto'):
+                 attn_backend: str = 'auto', compile_blocks=False):
         nn.Module.__init__(self)
-        self._build(arch, drop_path_rate, with_cp, attn_backend)
+        self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
 
-    def _build(self, arch, drop_path_rate, with_cp, attn_backend):
+    def _build(self, arch, drop_path_rate, with_cp, attn_backend, compile_blocks=False):
         cfg = parse_arch(arch)
         self.arch = cfg
         self.embed_dims = C = cfg['embed_dims']
@@ -96,8 +97,10 @@ class InternVisionTransformer(nn.Module):
             Block(C, cfg['num_heads'], cfg['feedforward_channels'], norm_type=cfg['norm_type'],
                   norm_eps=cfg['norm_eps'], qkv_bias=cfg['qkv_bias'],
                   qk_normalization=cfg['qk_normalization'], layer_scale_init=cfg['layer_scale_init'],
-                  drop_path=dpr[i], attn_backend=attn_backend) for i in range(self.num_layers)
+                  drop_path=dpr[i], attn_backend=attn_backend, compile_blocks=compile_blocks)
+            for i in range(self.num_layers)
         ])
+        self._compile_blocks = check_compile_mode(compile_blocks)
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------- init
@@ -132,6 +135,17 @@ class InternVisionTransformer(nn.Module):
         if device is None:
             device = self.cls_token.device
         return resolve_attn_backend(self._attn_backend, device)
+
+    # ----------------------------------------------------------------------------- compilation
+    @property
+    def compile_blocks(self):
+        """False, True or 'force': whether the blocks run one shared compiled body (:mod:`.compile`)."""
+        return self._compile_blocks
+
+    def set_compile_blocks(self, mode):
+        self._compile_blocks = check_compile_mode(mode)
+        for blk in self.blocks:
+            blk.compile_blocks = self._compile_blocks
 
     # ----------------------------------------------------------------------------- forward
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:

@@ -27,6 +27,9 @@ class InternViT(InternVisionTransformer, BaseModule):
         img_size: overrides the arch's pretraining size, i.e. the grid ``pos_embed`` is kept at (a
             checkpoint at another grid is resampled once at load). InternVL's tuned segmentors train a
             36x36 grid: ``img_size=504``.
+        compile_blocks: False (eager), True (``torch.compile`` one block body that all blocks share;
+            where the platform cannot compile, one warning and the eager path) or 'force' (compile
+            or raise). Works with autocast, ``frozen``, ``with_cp``, drop path and FSDP units.
 
     ``forward(x)`` returns a tuple of ``[B, C, H/p, W/p]`` maps, one per ``out_indices`` entry.
     """
@@ -34,12 +37,12 @@ class InternViT(InternVisionTransformer, BaseModule):
     def __init__(self, arch: Union[str, dict] = '6b', out_indices: Union[int, Sequence[int]] = (-1,),
                  attn_backend: str = 'auto', drop_path_rate: float = 0., with_cp: bool = False,
                  frozen: bool = False, output_cls_token: bool = False, init_cfg: Optional[dict] = None,
-                 img_size: Optional[int] = None):
+                 img_size: Optional[int] = None, compile_blocks=False):
         BaseModule.__init__(self, init_cfg=init_cfg)
         if img_size is not None:  # the position-embedding grid, e.g. 504 for InternVL's tuned segmentors
             from ..layers.vision_transformer import parse_arch
             arch = dict(parse_arch(arch), img_size=int(img_size))
-        self._build(arch, drop_path_rate, with_cp, attn_backend)
+        self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
         self.out_indices = tuple(self.normalize_indices(out_indices))
         if not self.out_indices:
             raise ValueError('out_indices is empty')
