@@ -93,18 +93,27 @@ def test_bad_compile_value(tiny_arch, bad):
         InternViT(tiny_arch, compile_blocks=bad)
 
 
-def test_tools_compile_flag_sets_the_backbone_key():
+def test_tools_compile_flag_sets_the_backbone_key(monkeypatch):
     sys.path.insert(0, str(ROOT / 'tools'))
     import train as train_tool
     from perception.apis import ConfigError, compile_options, prepare_config
     assert train_tool.parse_args(['c.py']).compile is None
     assert train_tool.parse_args(['c.py', '--compile']).compile is True
     assert train_tool.parse_args(['c.py', '--compile', 'force']).compile == 'force'
-    with pytest.raises(SystemExit):
-        train_tool.parse_args(['c.py', '--compile', 'always'])
+    assert train_tool.parse_args(['c.py', '--no-compile']).compile is False
+    for bad in (['--compile', 'always'], ['--compile', '--no-compile']):
+        with pytest.raises(SystemExit):
+            train_tool.parse_args(['c.py', *bad])
     cfg_file = str(ROOT / 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py')
     cfg = prepare_config(cfg_file, cfg_options=compile_options(True, {'train_cfg.max_iters': 3}))
     assert cfg.model.backbone.compile_blocks is True and cfg.train_cfg.max_iters == 3
+    # the default: on with CUDA, off on CPU; a config's own value wins
+    from perception import apis
+    monkeypatch.setattr(apis.torch.cuda, 'is_available', lambda: True)
+    assert apis.prepare_config(cfg_file).model.backbone.compile_blocks is True
+    assert apis.prepare_config(cfg_file, cfg_options=compile_options(False)).model.backbone.compile_blocks is False
+    monkeypatch.setattr(apis.torch.cuda, 'is_available', lambda: False)
+    assert 'compile_blocks' not in apis.prepare_config(cfg_file).model.backbone
     # a backbone without the argument: one line naming the key
     from perception.apis import check_model_keys
     with pytest.raises(ConfigError, match='model.backbone.compile_blocks'):
