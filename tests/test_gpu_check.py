@@ -55,3 +55,24 @@ def test_reduced_config_keeps_the_6b_strategy(tmp_path):
 def test_without_cuda_the_tool_says_so():
     out = subprocess.run([sys.executable, str(ROOT / 'tools/gpu_check.py')], capture_output=True, text=True)
     assert out.returncode != 0 and 'no CUDA GPU here' in out.stderr
+
+
+def test_compile_comparison_and_whole_forward_at_toy_width():
+    """The compile part of gpu_check / benchmark --compile on the CPU: every timing present, the compiled
+    block and the official-style layer (an independent transcription of InternVL's eager layer) agree
+    with the eager block in fp32."""
+    from perception.benchmark import compile_comparison, format_compile_table
+    from perception.layers.vision_transformer import parse_arch
+    arch = dict(parse_arch('6b'), embed_dims=64, num_heads=4, feedforward_channels=128, num_layers=1, img_size=56)
+    rows = compile_comparison(arch, size=56, batch=2, dtypes=('fp32',), repeats=1, warmup=0)
+    fwd, train = rows
+    assert fwd['part'] == 'forward' and train['part'] == 'forward+backward' and fwd['tokens'] == 17
+    assert fwd['rel_diff'] < 1e-5 and fwd['official_rel_diff'] < 1e-5
+    for k in ('eager ms', 'compiled ms', 'official ms', 'matmul floor ms'):
+        assert fwd[k] > 0
+    assert train['eager ms'] > 0 and train['compiled ms'] > 0
+    table = format_compile_table(rows).splitlines()
+    assert len(table) == 4 and all(ln.count('|') == table[0].count('|') for ln in table)
+    full = gpu_check.full_forward('cpu', dict(arch, num_layers=2), batch=1, size=56, repeats=1, warmup=0)
+    assert [r['compiled'] for r in full] == [False, True] and all(r['ms'] > 0 and r['mfu'] > 0 for r in full)
+    assert gpu_check.full_forward_table(full).count('\n') == 3
