@@ -556,3 +556,47 @@ def test_fp16_onnx_bundle(upernet_bundle, trained, demo_data, tmp_path):
     torch_model = _torch_model(DEMO_UPERNET, trained['upernet'])
     agree, diff = _agreement(seg, torch_model, _odd_image(demo_data, (97, 150)))
     assert agree >= 0.999 and diff < 2e-2, (agree, diff)
+
+
+def test_low_memory_export(trained, tmp_path):
+    """--low-memory (the 6B on a 24 GiB machine, docs/export.md): the backbone is built in bf16 from meta
+    (every other tensor equal to the fp32 build, the backbone its bf16 rounding), the graph traced on a
+    meta copy, the fp32 ONNX weights written lazily, verified against PyTorch computing in fp32 from the
+    bf16 weights; the bundle opens with memory-mapped weights and labels whole images as PyTorch does."""
+    from perception.export import export_model
+    from perception.export.lowmem import fp32_compute
+    seg32 = init_segmentor(DEMO_UPERNET, trained['upernet'])
+    seg16 = init_segmentor(DEMO_UPERNET, trained['upernet'], weights_dtype='bf16')
+    sd32, sd16 = seg32.state_dict(), seg16.state_dict()
+    assert sd32.keys() == sd16.keys()
+    for k, v in sd32.items():
+        if k.startswith('backbone.'):
+            assert sd16[k].dtype == torch.bfloat16 and torch.equal(sd16[k], v.to(torch.bfloat16)), k
+        else:
+            assert sd16[k].dtype == v.dtype and torch.equal(sd16[k], v), k
+    # fp32 compute leaves the weights as they were (same storage, bf16)
+    before = {n: p.data_ptr() for n, p in seg16.named_parameters()}
+    x = torch.randn(1, 3, 112, 154)
+    with fp32_compute(seg16):
+        ref = reference_logits(seg16, x)
+    assert {n: p.data_ptr() for n, p in seg16.named_parameters()} == before
+    assert all(p.dtype == torch.bfloat16 for p in seg16.backbone.parameters())
+
+    out = tmp_path / 'lm'
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/export.py'), DEMO_UPERNET, trained['upernet'], '--low-memory',
+                        '--format', 'onnx', 'safetensors', '--out', str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / 'manifest.json').read_text())
+    assert m['onnx']['low_memory'] is True and m['onnx']['dtype'] == 'fp32' and m['onnx']['external_data']
+    assert len(m['verification']['whole_images']) == 5
+    assert all(row['label_agreement'] >= 0.999 for row in m['verification']['whole_images'])
+    seg = load_bundle(out)
+    got = seg.run(x.numpy())
+    assert np.abs(got - ref.numpy()).max() < 1e-4 * max(1.0, float(ref.abs().max()))
+
+    # what the low-memory path refuses, before writing anything
+    for kw, msg in ((dict(formats=('pt2',)), 'pt2'), (dict(dtype='fp16'), 'fp16')):
+        with pytest.raises(ExportError, match=msg):
+            export_model(seg16, tmp_path / 'refused', **kw)
+        assert not (tmp_path / 'refused').exists()

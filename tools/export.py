@@ -52,8 +52,17 @@ def main(argv=None):
     p.add_argument('--external-data-threshold', type=int, default=EXTERNAL_DATA_THRESHOLD,
                    help='weights above this many bytes go to model.onnx.data (default 1.5 GiB, under '
                         'protobuf\'s 2 GiB limit)')
+    p.add_argument('--low-memory', action='store_true',
+                   help='the 6B on a 24 GiB machine: backbone held in bf16 (no fp32 copy), graph traced on the meta '
+                        'device, fp32 ONNX weights streamed to external data and memory-mapped by onnxruntime, the '
+                        'reference computed in fp32 one module at a time (docs/export.md)')
+    p.add_argument('--whole-images', type=int, default=None, metavar='N',
+                   help='check N of the 5 whole-image shapes (default all; each costs several full forwards in '
+                        'both runtimes: minutes for the 6B on a CPU)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
+    if args.whole_images is not None and not 0 <= args.whole_images <= 5:
+        p.error(f'--whole-images must be within 0..5, got {args.whole_images}')
     from perception.export import ExportError, export_segmentor
     ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
     sizes = None
@@ -64,7 +73,7 @@ def main(argv=None):
                          slide=((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None,
                          opset=args.opset, tolerance=args.tolerance, min_agreement=args.min_agreement,
                          verify_sizes=sizes, external_data_threshold=args.external_data_threshold,
-                         dtype=args.dtype)
+                         dtype=args.dtype, low_memory=args.low_memory, whole_images=args.whole_images)
     except ExportError as e:
         return report(e, 'export failed', 1)
     except ValueError as e:  # a config or checkpoint that cannot be read as given: one line

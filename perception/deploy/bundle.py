@@ -186,8 +186,13 @@ def check_files(bundle_dir, manifest: Dict, verify_hashes: bool = False):
                 raise DeployError(f'{f} is corrupt or modified: sha256 {got} != {info["sha256"]} in {MANIFEST_NAME}')
 
 
-def open_session(path: Path, providers=None, threads: Optional[int] = None):
-    """An onnxruntime session on ``path``; unreadable or non-ONNX files give a DeployError naming it."""
+def open_session(path: Path, providers=None, threads: Optional[int] = None, low_memory: bool = False):
+    """An onnxruntime session on ``path``; unreadable or non-ONNX files give a DeployError naming it.
+
+    ``low_memory`` (bundles exported with ``--low-memory``, manifest ``onnx.low_memory``): the weights
+    stay memory-mapped from the external data file (page cache, not process memory): the matmul
+    kernels make no prepacked copies of them (the exporter already folded the weight transposes).
+    """
     import onnxruntime as ort
     if not Path(path).is_file():
         raise DeployError(f'{path} not found')
@@ -195,6 +200,8 @@ def open_session(path: Path, providers=None, threads: Optional[int] = None):
     if threads:
         opts.intra_op_num_threads = int(threads)
     opts.log_severity_level = 3
+    if low_memory:
+        opts.add_session_config_entry('session.disable_prepacking', '1')
     try:
         return ort.InferenceSession(str(path), sess_options=opts,
                                     providers=list(providers or ['CPUExecutionProvider']))

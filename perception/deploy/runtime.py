@@ -298,7 +298,7 @@ def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: 
     manifest = read_manifest(bundle_dir)
     check_files(bundle_dir, manifest, verify_hashes)
     path = bundle_dir / manifest['onnx']['file']
-    session = open_session(path, providers, threads)
+    session = open_session(path, providers, threads, low_memory=bool(manifest['onnx'].get('low_memory')))
     check_session(session, manifest, path)
     check_preprocessing(bundle_dir, manifest)
     seg = Segmenter(bundle_dir, manifest, session, slide=slide, batch_size=batch_size)

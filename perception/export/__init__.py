@@ -19,7 +19,8 @@ normalised float32 ``[B, 3, H, W]`` input (mean/std and channel order in the man
 
 The package, by concern: ``wrapper`` (the exported network), ``metadata`` (what the manifest says
 about the model), ``writers`` (torch.export, ONNX, safetensors), ``verify`` (against PyTorch),
-``bundle_io`` (atomic folder swap), ``api`` (``export_model`` / ``export_segmentor``).
+``bundle_io`` (atomic folder swap), ``api`` (``export_model`` / ``export_segmentor``), ``lowmem`` (the
+6B without an fp32 copy: ``--low-memory``).
 """
 from .api import FORMATS, export_model, export_segmentor
 from .errors import ExportError, ExportVerificationError

@@ -1,4 +1,5 @@
 """``export_model`` / ``export_segmentor``: one call writes one verified bundle folder, atomically."""
+import contextlib
 import copy
 import datetime
 import json
@@ -17,6 +18,7 @@ from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check
 from ..deploy.files import sha256_path
 from .bundle_io import finish_tree, move_into_place, prepare_out
 from .errors import ExportError
+from .lowmem import fp32_compute, graph_model, low_precision_backbone
 from .metadata import bundle_metadata, dump_config
 from .verify import (DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_FP16, default_verify_sizes,
                      verify_onnx, verify_pt2, verify_whole_images, whole_image_shapes)
@@ -33,7 +35,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
                  min_agreement: float = DEFAULT_MIN_AGREEMENT,
                  verify_sizes: Optional[Sequence[Tuple[int, int, int]]] = None,
                  external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, dtype: str = 'bf16',
-                 source: Optional[Dict] = None, seed: int = 0) -> Dict:
+                 source: Optional[Dict] = None, seed: int = 0, whole_images: Optional[int] = None) -> Dict:
     """Export a built segmentor (``perception.inference.init_segmentor``) into the bundle ``out_dir``.
 
     ``formats``: any of 'onnx', 'safetensors', 'pt2'. Each exported model is checked against PyTorch
@@ -41,6 +43,10 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     past ``tolerance`` (max abs logit difference over ``max(1, max |logit|)``; default 1e-3, 2e-2 for an
     fp16 ONNX model) or below
     ``min_agreement`` (argmax), ``ExportVerificationError`` is raised and nothing is written.
+    A segmentor whose backbone is held in bf16 (``init_segmentor(weights_dtype='bf16')``) is exported
+    without any full fp32 copy (:mod:`.lowmem`): the fp32 ONNX weights are streamed to external data
+    and the reference computes in fp32 one module at a time. ``whole_images``: how many of the
+    whole-image shapes to check (default all five; each costs a few full forwards in both runtimes).
     Returns the manifest.
     """
     if dtype not in SAFETENSORS_DTYPES:
@@ -59,6 +65,20 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     if getattr(segmentor.backbone, 'output_cls_token', False):
         raise ExportError('backbone output_cls_token=True: segmentation heads read feature maps only')
     segmentor.eval()
+    low = low_precision_backbone(segmentor)
+    if low is not None:
+        if 'pt2' in formats:
+            raise ExportError(f'format pt2 with a {str(low)[6:]} backbone: torch.export would save a {str(low)[6:]} '
+                              'program; export pt2 from an fp32 segmentor, or leave pt2 out')
+        if onnx_dtype == 'fp16':
+            raise ExportError('--dtype fp16 with a low-memory (bf16) backbone: onnxruntime\'s CPU provider runs an '
+                              'fp16 model with fp32 copies of its weights (measured +3.6 GiB of session memory for '
+                              '1.9 GiB of fp16 weights), so the check would need ~2.5x the fp16 size; the low-memory '
+                              'export writes fp32 weights that onnxruntime memory-maps instead')
+        print_log(f'low-memory export: backbone held in {str(low)[6:]}, graph traced on the meta device, fp32 '
+                  'ONNX weights streamed to external data, reference computed in fp32 one module at a time',
+                  logger='current')
+    compute = (lambda: fp32_compute(segmentor)) if low is not None else contextlib.nullcontext
     t0 = time.perf_counter()
     meta = bundle_metadata(segmentor, slide)
     sample = meta.pop('sample_size')
@@ -73,7 +93,8 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     g = torch.Generator().manual_seed(seed)
     inputs = [torch.randn(b, 3, h, w, generator=g) for b, h, w in sizes]
     need_model = any(f in formats for f in ('onnx', 'pt2'))
-    refs = [reference_logits(segmentor, x) for x in inputs] if need_model else []
+    with compute():
+        refs = [reference_logits(segmentor, x) for x in inputs] if need_model else []
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.tmp', dir=out_dir.parent))
@@ -87,7 +108,10 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         example = torch.randn(2, 3, *sample, generator=g)
         if 'pt2' in formats or ('onnx' in formats and onnx_dtype == 'fp32'):
             t = time.perf_counter()
-            ep = torch_export(ExportableSegmentor(segmentor).eval(), example, p, min_size)
+            if low is not None:  # traced on a meta copy: no second model in memory
+                ep = torch_export(ExportableSegmentor(graph_model(segmentor)).eval(), example.to('meta'), p, min_size)
+            else:
+                ep = torch_export(ExportableSegmentor(segmentor).eval(), example, p, min_size)
             print_log(f'torch.export: {time.perf_counter() - t:.1f} s', logger='current')
         if 'pt2' in formats:
             torch.export.save(ep, str(tmp / 'model.pt2'))
@@ -106,20 +130,34 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
                           'fp16 model); safetensors in bf16', logger='current')
             t = time.perf_counter()
             info = export_onnx(ep, tmp / ONNX_FILE, opset, model_id, meta['num_classes'], p,
-                               external_data_threshold)
+                               0 if low is not None else external_data_threshold,
+                               weights=segmentor.state_dict() if low is not None else None)
             print_log(f'ONNX export (opset {info["opset"]}, {info["initializer_bytes"] / 2 ** 20:.1f} MiB of '
                       f'weights{", external data" if info["external_data"] else ""}): '
                       f'{time.perf_counter() - t:.1f} s', logger='current')
             ep = None
-            rows, session = verify_onnx(tmp / ONNX_FILE, inputs, refs, tolerance, min_agreement)
+            t = time.perf_counter()
+            rows, session = verify_onnx(tmp / ONNX_FILE, inputs, refs, tolerance, min_agreement,
+                                        low_memory=low is not None)
+            print_log(f'onnxruntime verification ({len(inputs)} inputs): {time.perf_counter() - t:.1f} s',
+                      logger='current')
             manifest['onnx'] = dict(file=ONNX_FILE, dtype=onnx_dtype, external_data=info['external_data'],
-                                    opset=info['opset'],
+                                    opset=info['opset'], low_memory=low is not None,
                                     input=INPUT_NAME, output=OUTPUT_NAME,
                                     initializer_bytes=info['initializer_bytes'])
             manifest['opset'] = info['opset']
             t = time.perf_counter()
-            whole = verify_whole_images(segmentor, tmp, manifest, session, whole_image_shapes(sample, p),
-                                        tolerance, min_agreement, seed)
+            shapes = whole_image_shapes(sample, p)
+            if whole_images is not None:
+                if whole_images < 0:
+                    raise ExportError(f'whole_images must be >= 0, got {whole_images}')
+                if whole_images < len(shapes):
+                    print_log(f'whole-image verification on {whole_images} of {len(shapes)} shapes (asked)',
+                              logger='current', level=30)
+                shapes = shapes[:whole_images]
+            with compute():
+                whole = verify_whole_images(segmentor, tmp, manifest, session, shapes, tolerance, min_agreement,
+                                            seed)
             print_log(f'whole-image verification ({len(whole)} images): {time.perf_counter() - t:.1f} s',
                       logger='current')
             manifest['verification'] = dict(tolerance=tolerance, min_argmax_agreement=min_agreement,
@@ -157,11 +195,12 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
 
 
 def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequence[str] = ('onnx',),
-                     cfg_options: Optional[Dict] = None, **kwargs) -> Dict:
+                     cfg_options: Optional[Dict] = None, low_memory: bool = False, **kwargs) -> Dict:
     """Build the segmentor of ``config`` with ``checkpoint`` (any format this project reads; None: the
-    config's own initialisation) and :func:`export_model` it. Returns the manifest."""
+    config's own initialisation) and :func:`export_model` it. ``low_memory``: the backbone is built
+    and held in bf16 (no fp32 copy; see :mod:`.lowmem`). Returns the manifest."""
     from ..inference import init_segmentor
-    model = init_segmentor(config, checkpoint, 'cpu', cfg_options)
+    model = init_segmentor(config, checkpoint, 'cpu', cfg_options, weights_dtype='bf16' if low_memory else None)
     cfg_path = getattr(model.cfg, 'filename', None) if not isinstance(config, (str, Path)) else str(config)
     source = dict(config=str(Path(cfg_path).absolute()) if cfg_path else None,
                   config_sha256=sha256_path(cfg_path) if cfg_path else None,

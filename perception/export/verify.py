@@ -71,13 +71,14 @@ def _compare(name: str, outs: Sequence[np.ndarray], refs: Sequence[torch.Tensor]
 
 
 def verify_onnx(path, inputs: Sequence[torch.Tensor], refs: Sequence[torch.Tensor],
-                tolerance: float = DEFAULT_TOLERANCE, min_agreement: float = DEFAULT_MIN_AGREEMENT):
+                tolerance: float = DEFAULT_TOLERANCE, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                low_memory: bool = False):
     """Run the saved model in onnxruntime on ``inputs`` and compare with ``refs``.
 
     Returns ``(rows, session)``; raises ``ExportVerificationError`` past the tolerance.
     """
     from ..deploy.bundle import open_session
-    sess = open_session(Path(path))
+    sess = open_session(Path(path), low_memory=low_memory)
     outs = [sess.run(None, {INPUT_NAME: x.numpy()})[0] for x in inputs]
     return _compare(f'onnxruntime ({Path(path).name})', outs, refs, tolerance, min_agreement), sess
 

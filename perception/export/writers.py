@@ -44,8 +44,9 @@ def torch_export(wrapper: ExportableSegmentor, example: torch.Tensor, patch: int
         try:
             return torch.export.export(wrapper, (example,), dynamic_shapes=_dynamic_shapes(patch, min_size))
         except Exception as e:
-            raise ExportError(f'torch.export failed for {type(wrapper.backbone).__name__} + '
-                              f'{type(wrapper.decode_head).__name__}: {type(e).__name__}: '
+            seg = getattr(wrapper, 'network', wrapper)  # HalfPrecisionNetwork wraps the segmentor
+            parts = ' + '.join(type(getattr(seg, k)).__name__ for k in ('backbone', 'decode_head') if hasattr(seg, k))
+            raise ExportError(f'torch.export failed for {parts or type(wrapper).__name__}: {type(e).__name__}: '
                               f'{str(e).strip()[:2000]}') from e
 
 
@@ -58,8 +59,13 @@ def _initializer_bytes(model) -> int:
 
 
 def export_onnx(exported_program, path, opset: Optional[int] = None, model_id: str = '', num_classes: int = 0,
-                patch: int = 0, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Dict:
+                patch: int = 0, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+                weights: Optional[Dict[str, torch.Tensor]] = None, weights_dtype: torch.dtype = torch.float32) -> Dict:
     """ONNX through the dynamo exporter; the weights go to ``<file>.data`` above the threshold.
+
+    ``weights``: for a program traced on the ``meta`` device (``--low-memory``), the tensors its
+    initializers take, cast to ``weights_dtype`` one at a time as the file is written
+    (:mod:`.lowmem`); the exporter's optimizer is skipped (it would materialise them).
 
     Returns ``{'opset', 'external_data': [file names], 'initializer_bytes'}``.
     """
@@ -69,7 +75,7 @@ def export_onnx(exported_program, path, opset: Optional[int] = None, model_id: s
         with contextlib.redirect_stdout(log), torch.no_grad():
             prog = torch.onnx.export(exported_program, (), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
-                                     optimize=True)
+                                     optimize=weights is None)
     except Exception as e:
         raise ExportError(f'ONNX export failed: {type(e).__name__}: {str(e).strip()[:2000]}') from e
     finally:
@@ -77,7 +83,18 @@ def export_onnx(exported_program, path, opset: Optional[int] = None, model_id: s
             print_log(log.getvalue().strip(), logger='current', level=10)
     prog.model.metadata_props.update({META_FORMAT: ONNX_FORMAT_TAG, META_MODEL_ID: model_id,
                                       META_NUM_CLASSES: str(num_classes), META_PATCH_SIZE: str(patch)})
-    nbytes = _initializer_bytes(prog.model)
+    if weights is not None:
+        from .lowmem import bind_weights, fold_weight_transposes
+        nbytes = bind_weights(prog.model, weights, weights_dtype)
+        folded = fold_weight_transposes(prog.model)
+        # the exporter's optimizer on the graph (shape arithmetic, the position-embedding resize): it
+        # leaves initializers above its size limit alone, so the lazy weights stay unmaterialised
+        with contextlib.redirect_stdout(log), torch.no_grad():
+            prog.optimize()
+        print_log(f'ONNX weights bound lazily ({nbytes / 2 ** 30:.2f} GiB, {folded} weight transposes folded): '
+                  'written one tensor at a time', logger='current')
+    else:
+        nbytes = _initializer_bytes(prog.model)
     external = nbytes > external_data_threshold
     before = set(os.listdir(path.parent))
     prog.save(str(path), external_data=external)

@@ -10,6 +10,9 @@ class LayerScale(nn.Module):
         self.layer_scale_init = layer_scale_init
         self.gamma = nn.Parameter(torch.full((embed_dims,), float(layer_scale_init)))
 
+    def reset_parameters(self):
+        nn.init.constant_(self.gamma, self.layer_scale_init)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma
 

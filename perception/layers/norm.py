@@ -18,6 +18,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(embed_dims))
         self.eps = eps
 
+    def reset_parameters(self):
+        nn.init.ones_(self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)

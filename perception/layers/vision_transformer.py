@@ -104,6 +104,13 @@ class InternVisionTransformer(nn.Module):
         self._pos_cache: Dict[tuple, torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------- init
+    def reset_parameters(self):
+        """The constructor's values of this module's own parameters (zero cls token and position
+        embedding); submodules reset their own. For models materialised from ``meta`` with ``to_empty``."""
+        nn.init.zeros_(self.cls_token)
+        nn.init.zeros_(self.pos_embed)
+        self._pos_cache.clear()
+
     def init_random_weights(self):
         """ViT-style random init: trunc-normal(0.02) linears and embeddings, zero biases."""
         def _init(m):
