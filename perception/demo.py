@@ -87,22 +87,16 @@ def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/
 
     ``fp32``: None (default) trains in bf16 autocast where the CPU (or a GPU) computes bf16 natively
     and in fp32 elsewhere, and says which; True / False force fp32 / bf16."""
-    import json
     import os
     import os.path as osp
-    import shutil
 
     from .apis import train
-    from .datasets.demo_data import make_demo_dataset
+    from .datasets.demo_data import ensure_demo_dataset
     from .inference import init_segmentor, segment_images
     from .visualization import find_scalars, plot_learning_curve
     logger = MMLogger.get_instance('perception', log_level='INFO')
     t0 = time.perf_counter()
-    meta = osp.join(data_root, 'meta.json')
-    if not (osp.isfile(meta) and json.load(open(meta)).get('seed') == seed):
-        shutil.rmtree(data_root, ignore_errors=True)
-        make_demo_dataset(data_root, seed=seed)
-        logger.info(f'generated the demo dataset in {data_root}')
+    ensure_demo_dataset(data_root, seed=seed, log=logger.info)
     opts = {'train_dataloader.dataset.data_root': data_root, 'val_dataloader.dataset.data_root': data_root,
             'test_dataloader.dataset.data_root': data_root}
     opts.update(cfg_options or {})

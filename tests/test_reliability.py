@@ -275,3 +275,35 @@ def test_export_refuses_a_whole_image_count_out_of_range(tmp_path):
                         '--whole-images', '7'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and '--whole-images must be within 0..5, got 7' in r.stderr
     assert not (tmp_path / 'b').exists()
+
+
+def test_demo_data_is_reused_only_when_made_with_the_same_parameters(tmp_path):
+    """The demo printed 58.78 mIoU on a folder generated earlier with other counts (issue 17): now a
+    folder is reused only for the same seed, counts, size and generator version, complete; one made
+    by the generator with other parameters (or half-written) is regenerated, saying why; a folder the
+    generator did not make is refused and left as it is."""
+    import json
+
+    from perception.datasets.demo_data import ensure_demo_dataset
+    said = []
+    root = tmp_path / 'shapes'
+    ensure_demo_dataset(root, seed=1, num_train=4, num_val=2, log=said.append)
+    img = root / 'images/training/demo_t00000.jpg'
+    stamp = img.stat().st_mtime_ns
+    ensure_demo_dataset(root, seed=1, num_train=4, num_val=2, log=said.append)
+    assert said[-1].startswith('reusing') and img.stat().st_mtime_ns == stamp
+    ensure_demo_dataset(root, seed=1, num_train=3, num_val=2, log=said.append)
+    assert "'num_train': (4, 3)" in said[-2] and len(list((root / 'images/training').glob('*.jpg'))) == 3
+    (root / 'images/validation/demo_v00001.jpg').unlink()  # a file lost since
+    ensure_demo_dataset(root, seed=1, num_train=3, num_val=2, log=said.append)
+    assert 'num_val on disk' in said[-2] and len(list((root / 'images/validation').glob('*.jpg'))) == 2
+    meta = json.loads((root / 'meta.json').read_text())
+    (root / 'meta.json').write_text(json.dumps(dict(meta, complete=False)))  # a killed generation
+    ensure_demo_dataset(root, seed=1, num_train=3, num_val=2, log=said.append)
+    assert "'complete': (False, True)" in said[-2]
+    foreign = tmp_path / 'mine'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('keep me')
+    with pytest.raises(ValueError, match='was not made by the demo generator'):
+        ensure_demo_dataset(foreign, seed=1, num_train=3, num_val=2)
+    assert (foreign / 'notes.txt').read_text() == 'keep me' and len(list(foreign.iterdir())) == 1

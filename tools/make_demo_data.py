@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perception.datasets.demo_cls_data import make_cls_demo_dataset  # noqa: E402
-from perception.datasets.demo_data import make_demo_dataset  # noqa: E402
+from perception.datasets.demo_data import ensure_demo_dataset  # noqa: E402
 
 
 def main(argv=None):
@@ -29,11 +29,15 @@ def main(argv=None):
         print(f'wrote the classification demo dataset and its tiny backbone to {out} '
               f'in {time.perf_counter() - t0:.1f} s')
         return
-    out = make_demo_dataset(args.out or 'data/demo_shapes', args.seed, args.num_train, args.num_val,
-                            tuple(args.size))
-    print(f'wrote {args.num_train} training and {args.num_val} validation images to {out} '
-          f'in {time.perf_counter() - t0:.1f} s')
+    try:  # reused when made with these parameters, regenerated when made with others, else refused
+        out = ensure_demo_dataset(args.out or 'data/demo_shapes', args.seed, args.num_train, args.num_val,
+                                  tuple(args.size))
+    except ValueError as e:
+        from perception.deploy.cli import report
+        return report(e)
+    print(f'{args.num_train} training and {args.num_val} validation images in {out} '
+          f'({time.perf_counter() - t0:.1f} s)')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -7,6 +7,7 @@ textured backgrounds; label 0 is background (ignored with ``reduce_zero_label=Tr
     annotations/{training,validation}/demo_XXXXX.png
 """
 import json
+import shutil
 from pathlib import Path
 from typing import Tuple
 
@@ -84,11 +85,63 @@ def make_sample(rng: np.random.Generator, size: Tuple[int, int] = (112, 112)):
     return img, label
 
 
+GENERATOR = 'perception.demo_shapes'
+GENERATOR_VERSION = 1  # bump when make_sample draws different images for the same seed
+
+
+def demo_params(seed: int = 0, num_train: int = 320, num_val: int = 80, size=(112, 112)) -> dict:
+    """What a generated folder must have been made with to be reused."""
+    return dict(generator=GENERATOR, generator_version=GENERATOR_VERSION, seed=int(seed), num_train=int(num_train),
+                num_val=int(num_val), size=[int(size[0]), int(size[1])])
+
+
+def ensure_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: int = 80,
+                        size: Tuple[int, int] = (112, 112), log=print) -> Path:
+    """Reuse ``out`` only when its ``meta.json`` says it was generated, completely, with exactly these
+    parameters (seed, counts, size, generator version) and the files are all there; a folder this
+    generator made with other parameters (or left half-written) is regenerated, saying why; a
+    non-empty folder it did not make is refused, untouched."""
+    out = Path(out)
+    want = demo_params(seed, num_train, num_val, size)
+    meta_path = out / 'meta.json'
+    if out.exists() and any(out.iterdir()):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = None
+        ours = isinstance(meta, dict) and (meta.get('generator') == GENERATOR or
+                                           (meta.get('classes') == CLASSES and 'seed' in meta))
+        if not ours:
+            raise ValueError(f'{out} exists and was not made by the demo generator (no {GENERATOR} meta.json): '
+                             'give the demo another data folder; this one is left as it is')
+        have = {k: meta.get(k) for k in want}
+        counts = {'num_train': len(list((out / 'images/training').glob('*.jpg'))),
+                  'num_val': len(list((out / 'images/validation').glob('*.jpg')))}
+        if have == want and meta.get('complete', True) and counts == {k: want[k] for k in counts}:
+            log(f'reusing the demo dataset in {out} ({want})')
+            return out
+        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        if not meta.get('complete', True):
+            diff['complete'] = (False, True)
+        for k, n in counts.items():
+            if n != want[k] and k not in diff:
+                diff[f'{k} on disk'] = (n, want[k])
+        log(f'regenerating the demo dataset in {out}: it was made with other parameters {diff} (was, wanted)')
+        shutil.rmtree(out)
+    make_demo_dataset(out, seed, num_train, num_val, size)
+    log(f'generated the demo dataset in {out}')
+    return out
+
+
 def make_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: int = 80,
                       size: Tuple[int, int] = (112, 112)) -> Path:
-    """Write the dataset under ``out`` (ADE20K layout) and return the folder."""
+    """Write the dataset under ``out`` (ADE20K layout) and return the folder. ``meta.json`` says it is
+    incomplete until the last file is written (a killed run is regenerated, not reused)."""
     import cv2
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = demo_params(seed, num_train, num_val, size)
+    (out / 'meta.json').write_text(json.dumps(dict(params, classes=CLASSES, palette=PALETTE, complete=False)))
     rng = np.random.default_rng(seed)
     for split, n in (('training', num_train), ('validation', num_val)):
         (out / 'images' / split).mkdir(parents=True, exist_ok=True)
@@ -99,7 +152,7 @@ def make_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: in
             cv2.imwrite(str(out / 'images' / split / f'{name}.jpg'), img[..., ::-1],
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(str(out / 'annotations' / split / f'{name}.png'), label)
-    (out / 'meta.json').write_text(json.dumps({'classes': CLASSES, 'palette': PALETTE, 'seed': seed,
-                                               'num_train': num_train, 'num_val': num_val,
-                                               'size': list(size)}, indent=1))
+    from ..deploy.files import write_bytes_atomic
+    write_bytes_atomic(out / 'meta.json', json.dumps(dict(params, classes=CLASSES, palette=PALETTE, complete=True),
+                                                     indent=1).encode())
     return out
