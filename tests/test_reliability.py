@@ -307,3 +307,24 @@ def test_demo_data_is_reused_only_when_made_with_the_same_parameters(tmp_path):
     with pytest.raises(ValueError, match='was not made by the demo generator'):
         ensure_demo_dataset(foreign, seed=1, num_train=3, num_val=2)
     assert (foreign / 'notes.txt').read_text() == 'keep me' and len(list(foreign.iterdir())) == 1
+
+
+def test_classification_demo_data_and_the_cli_follow_the_same_rule(tmp_path):
+    from perception.datasets.demo_cls_data import ensure_cls_demo_dataset
+    said = []
+    root = tmp_path / 'cls'
+    ensure_cls_demo_dataset(root, seed=2, train_per_class=2, val_per_class=1, size=(56, 56), log=said.append)
+    ensure_cls_demo_dataset(root, seed=2, train_per_class=2, val_per_class=1, size=(56, 56), log=said.append)
+    assert said[-1].startswith('reusing')
+    (root / 'tiny_backbone.safetensors').unlink()
+    ensure_cls_demo_dataset(root, seed=2, train_per_class=2, val_per_class=1, size=(56, 56), log=said.append)
+    assert 'backbone on disk' in said[-2] and (root / 'tiny_backbone.safetensors').is_file()
+    ensure_cls_demo_dataset(root, seed=3, train_per_class=2, val_per_class=1, size=(56, 56), log=said.append)
+    assert "'seed': (2, 3)" in said[-2]
+    foreign = tmp_path / 'photos'
+    foreign.mkdir()
+    (foreign / 'a.jpg').write_bytes(b'x')
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/make_demo_data.py'), '--out', str(foreign)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'was not made by the demo generator' in r.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in foreign.iterdir()) == ['a.jpg']

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.datasets.demo_cls_data import make_cls_demo_dataset  # noqa: E402
+from perception.datasets.demo_cls_data import ensure_cls_demo_dataset  # noqa: E402
 from perception.datasets.demo_data import ensure_demo_dataset  # noqa: E402
 
 
@@ -24,16 +24,18 @@ def main(argv=None):
     p.add_argument('--size', type=int, nargs=2, default=(112, 112), metavar=('H', 'W'))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    from perception.deploy.cli import report
     if args.cls:
-        out = make_cls_demo_dataset(args.out or 'data/demo_shapes_cls', args.seed, size=tuple(args.size))
-        print(f'wrote the classification demo dataset and its tiny backbone to {out} '
-              f'in {time.perf_counter() - t0:.1f} s')
+        try:
+            out = ensure_cls_demo_dataset(args.out or 'data/demo_shapes_cls', args.seed, size=tuple(args.size))
+        except ValueError as e:
+            return report(e)
+        print(f'the classification demo dataset and its tiny backbone in {out} ({time.perf_counter() - t0:.1f} s)')
         return
     try:  # reused when made with these parameters, regenerated when made with others, else refused
         out = ensure_demo_dataset(args.out or 'data/demo_shapes', args.seed, args.num_train, args.num_val,
                                   tuple(args.size))
     except ValueError as e:
-        from perception.deploy.cli import report
         return report(e)
     print(f'{args.num_train} training and {args.num_val} validation images in {out} '
           f'({time.perf_counter() - t0:.1f} s)')

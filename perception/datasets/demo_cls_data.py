@@ -5,12 +5,11 @@
 
 One object per image; its class decides shape, texture and hue (as in the segmentation demo).
 """
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .demo_data import CLASSES, HUES, _background, _mask, _texture
+from .demo_data import CLASSES, HUES, _background, _mask, _texture, ensure_generated, write_meta
 
 
 def class_folder(k: int) -> str:
@@ -31,10 +30,38 @@ def make_cls_sample(rng: np.random.Generator, kind: int, size=(112, 112)) -> np.
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
 
 
+GENERATOR = 'perception.demo_shapes_cls'
+GENERATOR_VERSION = 1  # bump when make_cls_sample draws different images for the same seed
+
+
+def cls_demo_params(seed: int = 0, train_per_class: int = 40, val_per_class: int = 12, size=(112, 112)) -> dict:
+    return dict(generator=GENERATOR, generator_version=GENERATOR_VERSION, seed=int(seed),
+                train_per_class=int(train_per_class), val_per_class=int(val_per_class),
+                size=[int(size[0]), int(size[1])])
+
+
+def ensure_cls_demo_dataset(out, seed: int = 0, train_per_class: int = 40, val_per_class: int = 12,
+                            size=(112, 112), log=print) -> Path:
+    """The classification demo's data in ``out``: reused only when made with these parameters and
+    complete, regenerated when made with others, refused when the generator did not make it."""
+    want = cls_demo_params(seed, train_per_class, val_per_class, size)
+
+    def counts(root):
+        n = len(CLASSES)
+        return {'train images': (len(list((root / 'train').glob('*/*.JPEG'))), n * want['train_per_class']),
+                'val images': (len(list((root / 'val').glob('*.JPEG'))), n * want['val_per_class']),
+                'backbone': (int((root / 'tiny_backbone.safetensors').is_file()), 1)}
+    return ensure_generated(out, want, lambda: make_cls_demo_dataset(out, seed, train_per_class, val_per_class,
+                                                                     size), counts, log,
+                            legacy=lambda meta: meta.get('classes') == CLASSES and 'train_per_class' in meta)
+
+
 def make_cls_demo_dataset(out, seed: int = 0, train_per_class: int = 40, val_per_class: int = 12,
                           size=(112, 112)) -> Path:
     import cv2
     out = Path(out)
+    params = dict(cls_demo_params(seed, train_per_class, val_per_class, size), classes=CLASSES)
+    write_meta(out, params, complete=False)
     rng = np.random.default_rng(seed)
     (out / 'meta').mkdir(parents=True, exist_ok=True)
     (out / 'val').mkdir(parents=True, exist_ok=True)
@@ -54,8 +81,7 @@ def make_cls_demo_dataset(out, seed: int = 0, train_per_class: int = 40, val_per
         lines.append(f'{fname} {int(k)}')
     (out / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
     write_demo_backbone(out / 'tiny_backbone.safetensors', seed=seed)
-    (out / 'meta.json').write_text(json.dumps({'classes': CLASSES, 'seed': seed, 'train_per_class': train_per_class,
-                                               'val_per_class': val_per_class, 'size': list(size)}))
+    write_meta(out, params, complete=True)
     return out
 
 

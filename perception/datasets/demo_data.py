@@ -95,42 +95,55 @@ def demo_params(seed: int = 0, num_train: int = 320, num_val: int = 80, size=(11
                 num_val=int(num_val), size=[int(size[0]), int(size[1])])
 
 
-def ensure_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: int = 80,
-                        size: Tuple[int, int] = (112, 112), log=print) -> Path:
-    """Reuse ``out`` only when its ``meta.json`` says it was generated, completely, with exactly these
-    parameters (seed, counts, size, generator version) and the files are all there; a folder this
-    generator made with other parameters (or left half-written) is regenerated, saying why; a
-    non-empty folder it did not make is refused, untouched."""
+def ensure_generated(out, want: dict, make, counts, log=print, legacy=lambda meta: False) -> Path:
+    """Reuse the generated folder ``out`` only when its ``meta.json`` records exactly ``want`` (which
+    names the generator and its version), says it is complete, and ``counts(out)`` finds every file
+    (``{name: (found, expected)}``); a folder this generator made otherwise (or left half-written) is
+    removed and ``make()`` writes it again, the log saying what differed; a non-empty folder it did
+    not make is refused, untouched. ``legacy(meta)``: a meta.json of an older version of it."""
     out = Path(out)
-    want = demo_params(seed, num_train, num_val, size)
-    meta_path = out / 'meta.json'
     if out.exists() and any(out.iterdir()):
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads((out / 'meta.json').read_text())
         except (OSError, ValueError):
             meta = None
-        ours = isinstance(meta, dict) and (meta.get('generator') == GENERATOR or
-                                           (meta.get('classes') == CLASSES and 'seed' in meta))
-        if not ours:
-            raise ValueError(f'{out} exists and was not made by the demo generator (no {GENERATOR} meta.json): '
-                             'give the demo another data folder; this one is left as it is')
-        have = {k: meta.get(k) for k in want}
-        counts = {'num_train': len(list((out / 'images/training').glob('*.jpg'))),
-                  'num_val': len(list((out / 'images/validation').glob('*.jpg')))}
-        if have == want and meta.get('complete', True) and counts == {k: want[k] for k in counts}:
-            log(f'reusing the demo dataset in {out} ({want})')
-            return out
-        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        if not (isinstance(meta, dict) and (meta.get('generator') == want['generator'] or legacy(meta))):
+            raise ValueError(f"{out} exists and was not made by the demo generator (no {want['generator']} "
+                             'meta.json): give the demo another data folder; this one is left as it is')
+        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
         if not meta.get('complete', True):
             diff['complete'] = (False, True)
-        for k, n in counts.items():
-            if n != want[k] and k not in diff:
-                diff[f'{k} on disk'] = (n, want[k])
+        for k, (n, expected) in counts(out).items():
+            if n != expected and k not in diff:
+                diff[f'{k} on disk'] = (n, expected)
+        if not diff:
+            log(f'reusing the demo dataset in {out} ({want})')
+            return out
         log(f'regenerating the demo dataset in {out}: it was made with other parameters {diff} (was, wanted)')
         shutil.rmtree(out)
-    make_demo_dataset(out, seed, num_train, num_val, size)
+    make()
     log(f'generated the demo dataset in {out}')
     return out
+
+
+def write_meta(out: Path, meta: dict, complete: bool):
+    """``meta.json``, written atomically; ``complete=False`` first, ``True`` after the last file."""
+    from ..deploy.files import write_bytes_atomic
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / 'meta.json', json.dumps(dict(meta, complete=complete), indent=1).encode())
+
+
+def ensure_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: int = 80,
+                        size: Tuple[int, int] = (112, 112), log=print) -> Path:
+    """The segmentation demo's data in ``out``, reused only when made with these parameters (seed,
+    counts, size, generator version) and complete (:func:`ensure_generated`)."""
+    want = demo_params(seed, num_train, num_val, size)
+
+    def counts(root):
+        return {'num_train': (len(list((root / 'images/training').glob('*.jpg'))), want['num_train']),
+                'num_val': (len(list((root / 'images/validation').glob('*.jpg'))), want['num_val'])}
+    return ensure_generated(out, want, lambda: make_demo_dataset(out, seed, num_train, num_val, size), counts, log,
+                            legacy=lambda meta: meta.get('classes') == CLASSES and 'seed' in meta)
 
 
 def make_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: int = 80,
@@ -139,9 +152,8 @@ def make_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: in
     incomplete until the last file is written (a killed run is regenerated, not reused)."""
     import cv2
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    params = demo_params(seed, num_train, num_val, size)
-    (out / 'meta.json').write_text(json.dumps(dict(params, classes=CLASSES, palette=PALETTE, complete=False)))
+    params = dict(demo_params(seed, num_train, num_val, size), classes=CLASSES, palette=PALETTE)
+    write_meta(out, params, complete=False)
     rng = np.random.default_rng(seed)
     for split, n in (('training', num_train), ('validation', num_val)):
         (out / 'images' / split).mkdir(parents=True, exist_ok=True)
@@ -152,7 +164,5 @@ def make_demo_dataset(out: str, seed: int = 0, num_train: int = 320, num_val: in
             cv2.imwrite(str(out / 'images' / split / f'{name}.jpg'), img[..., ::-1],
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(str(out / 'annotations' / split / f'{name}.png'), label)
-    from ..deploy.files import write_bytes_atomic
-    write_bytes_atomic(out / 'meta.json', json.dumps(dict(params, classes=CLASSES, palette=PALETTE, complete=True),
-                                                     indent=1).encode())
+    write_meta(out, params, complete=True)
     return out
