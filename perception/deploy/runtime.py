@@ -169,7 +169,7 @@ class Segmenter:
         self.crop = self.stride = None
         if self.mode == 'slide':
             crop, stride = (slide or (manifest['slide']['crop'], manifest['slide']['stride']))
-            crop, stride = _pair(crop), _pair(stride)
+            crop, stride = int_pair(crop), int_pair(stride)
             p = self.patch_size
             if min(crop) < 1 or min(stride) < 1:
                 raise ValueError(f'slide crop {list(crop)} and stride {list(stride)} must be positive')
@@ -277,7 +277,8 @@ class Segmenter:
         return label, overlay(img, label, self.palette, alpha, side_by_side)
 
 
-def _pair(v) -> Tuple[int, int]:
+def int_pair(v) -> Tuple[int, int]:
+    """``5`` -> ``(5, 5)``; a pair -> two ints; anything else: ValueError."""
     if isinstance(v, (int, np.integer)):
         return int(v), int(v)
     v = list(v)

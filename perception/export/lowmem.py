@@ -10,21 +10,16 @@ second copy. Here nothing of the 6B exists in fp32 as a whole, at any point:
 * the PyTorch reference computes in fp32 from the bf16 weights one module at a time
   (:func:`fp32_compute`): the same numbers the fp32 ONNX model computes, without a full fp32 copy;
 * onnxruntime memory-maps the external data and does not prepack the weights
-  (:data:`LOW_MEMORY_SESSION`), so the 25 GB of fp32 weights are page cache, not process memory
+  (``deploy.bundle.open_session(low_memory=True)``), so the 25 GB of fp32 weights are page cache, not process memory
   (the weight transposes are folded lazily at export, so its constant folding has nothing to copy).
 """
 import contextlib
-import math
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 from .errors import ExportError
-
-# what deploy.bundle.open_session(low_memory=True) sets; here for the record
-LOW_MEMORY_SESSION = dict(config={'session.disable_prepacking': '1'})
-
 
 def low_precision_backbone(segmentor) -> Optional[torch.dtype]:
     """The dtype of a backbone held in bf16 / fp16, else None."""
@@ -63,6 +58,8 @@ def fp32_compute(module: torch.nn.Module):
     finally:
         for h in handles:
             h.remove()
+        for mod in module.modules():
+            mod.__dict__.pop('_fp32_saved', None)
 
 
 def graph_model(segmentor):
@@ -146,12 +143,3 @@ def fold_weight_transposes(model) -> int:
             del graph.initializers[src.name]
         folded += 1
     return folded
-
-
-def gib(nbytes: float) -> str:
-    return f'{nbytes / 2 ** 30:.2f} GiB'
-
-
-def param_bytes(module, dtype: torch.dtype = torch.float32) -> int:
-    size = torch.tensor([], dtype=dtype).element_size()
-    return sum(math.prod(p.shape) for p in module.parameters()) * size

@@ -1,19 +1,13 @@
 """What a bundle's manifest says about the model: normalisation, classes and palette, patch size,
 resize and sliding-window settings (from the config's test pipeline), and the config itself."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
-import numpy as np
 from mmengine.logging import print_log
 
+from ..deploy.runtime import int_pair
 from ..segmentation.test_time import check_slide, min_input_size
 from .errors import ExportError
 from .writers import INPUT_NAME
-
-
-def _pair(v) -> Tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
 
 
 def _test_pipeline(cfg) -> list:
@@ -34,8 +28,8 @@ def resize_spec(cfg) -> Optional[Dict]:
                         max_long_side=int(t['max_long_side']) if t.get('max_long_side') else None)
         if typ == 'Resize' and t.get('scale') is not None and t.get('scale_factor') is None:
             if t.get('keep_ratio'):
-                return dict(type='keep_ratio', scale=[int(v) for v in _pair(t['scale'])])
-            w, h = _pair(t['scale'])  # mmcv scales are (w, h)
+                return dict(type='keep_ratio', scale=[int(v) for v in int_pair(t['scale'])])
+            w, h = int_pair(t['scale'])  # mmcv scales are (w, h)
             return dict(type='fixed', size=[h, w])
         if typ in ('Resize', 'RandomResize', 'ResizeToMultiple', 'TestTimeAug', 'RandomChoiceResize'):
             raise ExportError(f'test pipeline step {t} has no equivalent in the deploy runtime (it reproduces '
@@ -91,7 +85,7 @@ def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
     elif mode == 'whole':
         slide_meta = None
         size = dp.get('size') or cfg.get('crop_size') or (16 * p, 16 * p)
-        sample = tuple(max(p, int(round(v / p)) * p) for v in _pair(size))
+        sample = tuple(max(p, int(round(v / p)) * p) for v in int_pair(size))
     else:
         raise ExportError(f'model.test_cfg.mode {mode!r} is not supported: "whole" or "slide"')
     min_size = min_input_size(segmentor)

@@ -19,17 +19,14 @@ from typing import Callable, Optional, Union
 
 import torch
 
-COMPILE_MODES = (False, True, 'force')
-
 _STATE = {'broken': None, 'graphs': 0}
 
 
 def check_compile_mode(mode) -> Union[bool, str]:
-    if isinstance(mode, str) and mode.lower() in ('force', 'true', 'false'):
-        mode = {'force': 'force', 'true': True, 'false': False}[mode.lower()]
-    if mode not in COMPILE_MODES or (mode is not True and mode is not False and mode != 'force'):
-        raise ValueError(f"compile_blocks must be False, True or 'force', got {mode!r}")
-    return mode
+    """False, True or 'force'; anything else is refused (not converted)."""
+    if mode is True or mode is False or mode == 'force':
+        return mode
+    raise ValueError(f"compile_blocks must be False, True or 'force', got {mode!r}")
 
 
 def compile_unavailable_reason(device_type: str = 'cpu') -> Optional[str]:
