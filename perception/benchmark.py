@@ -353,7 +353,6 @@ def compile_comparison(arch: dict, size: int = 504, batch: int = 1, dtypes: Sequ
     ``train`` runs forward+backward of fp32 weights under autocast to the dtype (the tuning path;
     plain fp32 for 'fp32').
     """
-    from .layers import compile as block_compile
     from .layers.block import Block
     cuda = device.startswith('cuda')
     C, H, F_ = arch['embed_dims'], arch['num_heads'], arch['feedforward_channels']
@@ -449,7 +448,6 @@ def compile_comparison(arch: dict, size: int = 504, batch: int = 1, dtypes: Sequ
                          tokens=tokens, batch=batch, compile_s=tcompile, flop=3 * flop,
                          **{'eager ms': meds[0], 'compiled ms': meds[1]}))
         del blk
-    block_compile.graphs_compiled()
     return rows
 
 
