@@ -7,6 +7,8 @@ from mmengine.config import Config
 from mmengine.config import DictAction as _MMDictAction
 from mmengine.logging import print_log
 
+from .deploy.cli import InputError
+
 
 def _replace_syncbn(obj):
     if isinstance(obj, dict):
@@ -20,8 +22,27 @@ def _replace_syncbn(obj):
             _replace_syncbn(v)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config value that would fail deep inside a build, or be ignored: the message names its path."""
+
+
+def load_config(config) -> Config:
+    """``Config.fromfile`` with one-line errors naming the file: missing, not a ``.py`` / ``.json`` /
+    ``.yaml`` config, or one that does not parse (file and line)."""
+    if isinstance(config, Config):
+        return config
+    path = str(config)
+    if not osp.isfile(path):
+        raise ConfigError(f'config not found: {path}' + (' (a folder: give the .py file)' if osp.isdir(path) else ''))
+    if osp.splitext(path)[1] not in ('.py', '.json', '.yaml', '.yml'):
+        raise ConfigError(f'{path}: not a config file (expected .py, .json or .yaml)')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        where = e.filename if e.filename and not e.filename.startswith('<') else path
+        raise ConfigError(f'{where}:{e.lineno}: {e.msg} (the config does not parse)') from e
+    except (KeyError, NameError, ImportError, FileNotFoundError, TypeError, AttributeError) as e:
+        raise ConfigError(f'{path}: cannot be read as a config: {type(e).__name__}: {e}') from e
 
 
 COMPONENTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor')
@@ -144,7 +165,7 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
                    cfg_options: Optional[dict] = None, launcher: str = 'none') -> Config:
     """Load a config and adapt it to this machine (CPU: gloo, BN instead of SyncBN, bf16 autocast
     through ``BF16OptimWrapper`` since mmengine's AmpOptimWrapper needs CUDA)."""
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
@@ -153,6 +174,9 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
         register_all_modules()
         check_model_keys(cfg.model, scope=cfg.get('default_scope') or 'mmseg')
     check_runner_keys(cfg, scope=cfg.get('default_scope') or 'mmseg')
+    if cfg.get('default_scope') == 'mmpretrain':
+        from .classification.datasets import pass_num_classes
+        pass_num_classes(cfg)
     _default_compile(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -228,6 +252,8 @@ def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = Fals
                            'NUM_PROCS (1 for a single GPU or CPU process)')
     _safe_checkpoints(cfg)
     from .engine.checkpoints import WorkDirError, checkpoints_in, resume_checkpoint
+    if osp.exists(cfg.work_dir) and not osp.isdir(cfg.work_dir):
+        raise WorkDirError(f'work dir {cfg.work_dir} is a file: expected a folder (or a path that does not exist)')
     if resume is True or resume == 'auto':
         path = resume_checkpoint(cfg.work_dir)  # the newest complete one, said in the log; None: none
         if path is None:

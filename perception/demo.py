@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.config import Config
+from .apis import load_config
 from mmengine.logging import MMLogger
 
 from .models.internvit import InternViT
@@ -42,7 +42,7 @@ def to_tensor(img: np.ndarray, size: Tuple[int, int]) -> torch.Tensor:
 
 def run_backbone_demo(config: str, image: Optional[str] = None, size=(224, 308), amp: bool = False):
     logger = MMLogger.get_instance('perception', log_level='INFO')
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     bcfg = dict(cfg.get('backbone') or cfg.model.backbone)
     if bcfg.pop('type', 'InternViT') != 'InternViT':
         raise ValueError(f'{config}: the backbone type is not InternViT')

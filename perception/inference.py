@@ -22,14 +22,14 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     """
     from .setup_env import register_all_modules
     register_all_modules()  # configs without custom_imports build too
-    from mmengine.config import Config
+    from .apis import load_config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
     from .apis import _replace_syncbn, check_model_keys
     from .segmentation.checkpoint import load_segmentor_checkpoint
     from .segmentation.test_time import check_slide, enable_any_input_size
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

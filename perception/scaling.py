@@ -51,12 +51,12 @@ def build_segmentor(config, device='meta'):
     """The segmentor of ``config`` (a path or an mmengine ``Config``), built on ``device``."""
     from .setup_env import register_all_modules
     register_all_modules()  # configs without custom_imports build too
-    from mmengine.config import Config
+    from .apis import load_config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
     from .apis import _replace_syncbn
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     _replace_syncbn(cfg.model)
     with torch.device(device):

@@ -16,11 +16,15 @@ def find_scalars(work_or_log_dir: str) -> Optional[str]:
 def read_scalars(path: str) -> Dict[str, List]:
     train, val = {'step': [], 'loss': [], 'lr': []}, {'step': [], 'mIoU': [], 'aAcc': [], 'mAcc': []}
     with open(path) as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f'{path}: line {lineno} is not JSON ({e}); expected mmengine\'s '
+                                 'vis_data/scalars.json') from None
             if 'loss' in rec:
                 train['step'].append(rec.get('step', rec.get('iter')))
                 train['loss'].append(rec['loss'])

@@ -39,7 +39,7 @@ def _losses(work_dir):
 def test_ddp_two_ranks_learn_stay_in_sync_and_resume(tmp_path):
     data = make_demo_dataset(tmp_path / 'data', seed=4, num_train=16, num_val=2)
     cfg = tmp_path / 'ddp.py'
-    cfg.write_text(f"""_base_ = ['{ROOT}/mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py']
+    cfg.write_text(f"""_base_ = ['{ROOT}/mmcfg/demo/linear_internvit-tiny_1xb8-1k_demo-shapes-112x112.py']
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False)
 val_dataloader = dict(num_workers=0, persistent_workers=False)
 test_dataloader = dict(num_workers=0, persistent_workers=False)

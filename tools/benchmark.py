@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, non_negative_int, positive_int, torch_device  # noqa: E402  (torch-free)
 from perception.benchmark import (bench_arch, format_table, matmul_floor,  # noqa: E402
                                   measure_in_subprocess)
 
@@ -31,18 +32,18 @@ def parse_size(s):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='6b-block')
-    p.add_argument('--layers', type=int, default=None)
+    p.add_argument('--layers', type=positive_int, default=None)
     p.add_argument('--size', nargs='+', default=['504'], help='504 or HxW; several allowed')
-    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--batch', type=positive_int, default=1)
     p.add_argument('--dtype', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--amp', action='store_true',
                    help='low precision through autocast over fp32 weights (training path) instead of '
                         'weights cast to the dtype (frozen-backbone inference path)')
     p.add_argument('--backend', nargs='+', default=['math', 'sdpa'],
                    choices=['auto', 'math', 'sdpa', 'xformers'])
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--device', type=torch_device, default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--warmup', type=non_negative_int, default=1)
+    p.add_argument('--repeats', type=positive_int, default=5)
     p.add_argument('--part', nargs='+', default=['model'], choices=['model', 'attention'],
                    help="'attention' times the attention kernel alone on the model's q/k/v shapes")
     p.add_argument('--no-floor', action='store_true', help='skip the matmul-floor measurement')
@@ -100,4 +101,4 @@ def compile_main(args):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, positive_int  # noqa: E402  (torch-free)
 
 
 def write_checkpoints(workdir: Path, formats):
@@ -137,8 +138,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--workdir', help='where to write the checkpoints (default: a temp dir, removed after)')
     p.add_argument('--formats', nargs='+', default=['A', 'B', 'S'], choices=['A', 'B', 'S'])
-    p.add_argument('--sizes', nargs='+', type=int, default=[224, 448])
-    p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--sizes', nargs='+', type=positive_int, default=[224, 448])
+    p.add_argument('--repeats', type=positive_int, default=2)
     p.add_argument('--reuse', action='store_true', help='with --workdir: reuse checkpoints written by an earlier run')
     p.add_argument('--compile', action='store_true',
                    help='also time the forward with compile_blocks (interleaved with eager; compile time shown)')
@@ -205,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

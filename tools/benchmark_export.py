@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from perception.deploy.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
 
 MODELS = {
     'tiny': ROOT / 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py',
@@ -26,10 +27,10 @@ MODELS = {
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['tiny', '300m'], choices=sorted(MODELS))
-    p.add_argument('--size', type=int, default=504)
-    p.add_argument('--repeats', type=int, default=5)
-    p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
+    p.add_argument('--size', type=positive_int, default=504)
+    p.add_argument('--repeats', type=positive_int, default=5)
+    p.add_argument('--warmup', type=non_negative_int, default=1)
+    p.add_argument('--threads', type=positive_int, default=None, help='torch threads (default: torch\'s choice)')
     p.add_argument('--work-dir', default=None, help='keep the exported bundles here (default: a temp folder)')
     args = p.parse_args(argv)
     import torch
@@ -54,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

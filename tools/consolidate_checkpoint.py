@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
 
 
 def main(argv=None):
@@ -22,17 +23,13 @@ def main(argv=None):
     p.add_argument('--config', help='the training config, when the checkpoint stores none')
     p.add_argument('--force', action='store_true', help='replace OUT if it exists')
     args = p.parse_args(argv)
-    from perception.checkpoint.errors import CheckpointError
     from perception.consolidate import consolidate_checkpoint
     if Path(args.out).is_dir():
-        sys.exit(f'error: {args.out} is a directory: give the output file name')
+        raise IsADirectoryError(f'{args.out} is a directory: give the output file name')
     if Path(args.out).exists() and not args.force:
-        sys.exit(f'error: {args.out} exists; pass --force to replace it')
-    try:
-        consolidate_checkpoint(args.checkpoint, args.out, args.config)
-    except CheckpointError as e:
-        sys.exit(f'error: {e}')
+        raise FileExistsError(f'{args.out} exists; pass --force to replace it')
+    consolidate_checkpoint(args.checkpoint, args.out, args.config)  # bad input: one line (run_main)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, positive_int  # noqa: E402  (torch-free)
 from perception.demo import DEMO_CONFIG, run_backbone_demo, run_segmentation_demo  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def main(argv=None):
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.add_argument('--data-root', default='data/demo_shapes')
     p.add_argument('--image', help='backbone demo: an image file (default: a generated test pattern)')
-    p.add_argument('--size', type=int, nargs=2, default=(224, 308), metavar=('H', 'W'))
+    p.add_argument('--size', type=positive_int, nargs=2, default=(224, 308), metavar=('H', 'W'))
     p.add_argument('--amp', action='store_true', help='backbone demo: bf16 autocast')
     prec = p.add_mutually_exclusive_group()
     prec.add_argument('--fp32', dest='fp32', action='store_const', const=True, default=None,
@@ -40,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report  # noqa: E402  (torch-free)
+from perception.deploy.cli import report, run_main, non_negative_float, non_negative_int, positive_int, unit_float  # noqa: E402  (torch-free)
 from perception.apis import DictAction  # noqa: E402
 
 
@@ -38,18 +38,18 @@ def main(argv=None):
     p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'],
                    help='safetensors weights; fp16 also exports the ONNX model in fp16 (half the file, for GPU '
                         'runtimes; bf16 and fp32 give an fp32 ONNX model: onnxruntime has no bf16 CPU kernels)')
-    p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
+    p.add_argument('--slide', nargs=2, type=positive_int, metavar=('CROP', 'STRIDE'),
                    help="sliding window recorded for the runtime (default: the config's test_cfg)")
-    p.add_argument('--opset', type=int, default=None, help='ONNX opset (default: the exporter\'s)')
-    p.add_argument('--tolerance', type=float, default=None,
+    p.add_argument('--opset', type=positive_int, default=None, help='ONNX opset (default: the exporter\'s)')
+    p.add_argument('--tolerance', type=non_negative_float, default=None,
                    help=f'max |onnx - torch| logit difference, relative to max(1, max |logit|) (default '
                         f'{DEFAULT_TOLERANCE:g}; {DEFAULT_TOLERANCE_FP16:g} for an fp16 ONNX model)')
-    p.add_argument('--min-agreement', type=float, default=DEFAULT_MIN_AGREEMENT,
+    p.add_argument('--min-agreement', type=unit_float, default=DEFAULT_MIN_AGREEMENT,
                    help='minimum fraction of pixels whose argmax must agree')
     p.add_argument('--verify-size', nargs='+', type=_size, metavar='HxW',
                    help='sample sizes for the parity check, the first at batch 1, the others at batch 2 '
                         '(default: the crop and a smaller non-square size)')
-    p.add_argument('--external-data-threshold', type=int, default=EXTERNAL_DATA_THRESHOLD,
+    p.add_argument('--external-data-threshold', type=non_negative_int, default=EXTERNAL_DATA_THRESHOLD,
                    help='weights above this many bytes go to model.onnx.data (default 1.5 GiB, under '
                         'protobuf\'s 2 GiB limit)')
     p.add_argument('--low-memory', action='store_true',
@@ -82,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

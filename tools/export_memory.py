@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from perception.deploy.cli import run_main, positive_int  # noqa: E402  (torch-free)
 CONFIG_6B = ROOT / 'mmcfg/internvit/upernet_internvit-6b-frozen_8xb2-80k_ade20k-504x504.py'
 
 
@@ -40,8 +42,8 @@ def _status(pid):
 def reduced_config(out_dir: Path, layers: int, config: Path = CONFIG_6B) -> Path:
     """``config`` with ``layers`` blocks of its width (out_indices spread over them)."""
     from perception.layers.vision_transformer import parse_arch
-    from mmengine.config import Config
-    arch = parse_arch(Config.fromfile(str(config)).model.backbone.arch)
+    from perception.apis import load_config
+    arch = parse_arch(load_config(str(config)).model.backbone.arch)
     arch['num_layers'] = layers
     step = max(layers // 4, 1)
     idx = tuple(min(layers - 1, step * (i + 1) - 1) for i in range(4))
@@ -54,7 +56,7 @@ def reduced_config(out_dir: Path, layers: int, config: Path = CONFIG_6B) -> Path
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', default=str(CONFIG_6B))
-    p.add_argument('--layers', type=int, default=None, help='reduce the depth (default: the config\'s)')
+    p.add_argument('--layers', type=positive_int, default=None, help='reduce the depth (default: the config\'s)')
     p.add_argument('--whole-images', type=int, default=0, help='whole-image checks (each: minutes for the 6B)')
     p.add_argument('--verify-size', default='504x504')
     p.add_argument('--keep', default=None, help='write the bundle here and keep it (default: a temp folder)')
@@ -110,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -20,26 +20,27 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, positive_float, positive_int  # noqa: E402  (torch-free)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cuda')
     p.add_argument('--tiny', action='store_true', help='toy width (64, 4 heads, 17 tokens): a smoke run')
-    p.add_argument('--batch', type=int, default=4, help='attention check batch (1297 tokens each)')
+    p.add_argument('--batch', type=positive_int, default=4, help='attention check batch (1297 tokens each)')
     p.add_argument('--backends', nargs='+', default=['math', 'sdpa', 'xformers'],
                    choices=['math', 'sdpa', 'xformers'])
-    p.add_argument('--repeats', type=int, default=10)
-    p.add_argument('--layers', type=int, nargs='+', default=[8], help='FSDP check: blocks of the 6B width (one run each)')
-    p.add_argument('--iters', type=int, default=10, help='FSDP check: training iterations')
-    p.add_argument('--gpus', type=int, default=1, help='FSDP check: processes (one per GPU)')
-    p.add_argument('--peak-tflops', type=float, default=989.0, help='dense bf16 peak per GPU (H100 SXM: 989)')
+    p.add_argument('--repeats', type=positive_int, default=10)
+    p.add_argument('--layers', type=positive_int, nargs='+', default=[8], help='FSDP check: blocks of the 6B width (one run each)')
+    p.add_argument('--iters', type=positive_int, default=10, help='FSDP check: training iterations')
+    p.add_argument('--gpus', type=positive_int, default=1, help='FSDP check: processes (one per GPU)')
+    p.add_argument('--peak-tflops', type=positive_float, default=989.0, help='dense bf16 peak per GPU (H100 SXM: 989)')
     p.add_argument('--skip-attention', action='store_true')
     p.add_argument('--skip-fsdp', action='store_true')
     p.add_argument('--skip-compile', action='store_true',
                    help='skip eager vs compiled (compile_blocks) on the 6B block and the whole 6B forward')
-    p.add_argument('--full-batch', type=int, default=8, help='whole-6B forward: images of 504x504 per call')
-    p.add_argument('--full-layers', type=int, default=None, help='whole-6B forward: depth (default: the preset)')
+    p.add_argument('--full-batch', type=positive_int, default=8, help='whole-6B forward: images of 504x504 per call')
+    p.add_argument('--full-layers', type=positive_int, default=None, help='whole-6B forward: depth (default: the preset)')
     p.add_argument('--work-dir', default=None, help='FSDP check files (default: a temporary folder)')
     args = p.parse_args(argv)
     for k in ('batch', 'repeats', 'layers', 'iters', 'gpus'):
@@ -102,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

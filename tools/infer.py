@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report  # noqa: E402  (torch-free)
+from perception.deploy.cli import run_main, positive_int, unit_float, torch_device  # noqa: E402  (torch-free)
 
 
 def _parser(torch_backend: bool):
@@ -25,12 +25,12 @@ def _parser(torch_backend: bool):
     p.add_argument('paths', nargs='+', metavar='CONFIG CHECKPOINT | BUNDLE_DIR',
                    help='torch: CONFIG CHECKPOINT then image files or folders; onnx: BUNDLE_DIR then images')
     p.add_argument('--out', required=True)
-    p.add_argument('--slide', nargs=2, type=int, metavar=('CROP', 'STRIDE'),
+    p.add_argument('--slide', nargs=2, type=positive_int, metavar=('CROP', 'STRIDE'),
                    help="sliding-window inference with this crop and stride (default: the config's test_cfg, "
                         "or the bundle's manifest)")
-    p.add_argument('--alpha', type=float, default=0.5)
-    p.add_argument('--device', default='cpu', help='torch backend only')
-    p.add_argument('--threads', type=int, default=None, help='onnx backend: onnxruntime intra-op threads')
+    p.add_argument('--alpha', type=unit_float, default=0.5)
+    p.add_argument('--device', type=torch_device, default='cpu', help='torch backend only')
+    p.add_argument('--threads', type=positive_int, default=None, help='onnx backend: onnxruntime intra-op threads')
     p.add_argument('--verify-hashes', action='store_true',
                    help='onnx backend: check the sha256 of every bundle file before running (slow for large '
                         'models; sizes and the preprocessing hash are always checked)')
@@ -51,17 +51,14 @@ def main(argv=None):
     if len(args.paths) < 3:
         _parser(True).error('the torch backend needs CONFIG CHECKPOINT and at least one image or folder')
     config, checkpoint, inputs = args.paths[0], args.paths[1], args.paths[2:]
+    from perception.deploy.io import list_images
+    list_images(inputs)  # no images: refused before the (possibly minutes-long) model load
     from perception.apis import compile_options
     from perception.inference import init_segmentor, segment_images
-    try:
-        model = init_segmentor(config, checkpoint, args.device, compile_options(args.compile, args.cfg_options),
-                               args.slide)
-    except ValueError as e:  # a test_cfg that cannot work (stride > crop, ...): one line
-        return report(e)
-    try:
-        res = segment_images(model, inputs, args.out, args.alpha)
-    except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
-        return report(e)
+    # bad input (a test_cfg that cannot work, no images, two inputs with one output name): one line, run_main
+    model = init_segmentor(config, checkpoint, args.device, compile_options(args.compile, args.cfg_options),
+                           args.slide)
+    res = segment_images(model, inputs, args.out, args.alpha)
     return 1 if res['failed'] and not res['written'] else 0
 
 
@@ -70,18 +67,14 @@ def _main_onnx(args):
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     if len(args.paths) < 2:
         _parser(False).error('the onnx backend needs BUNDLE_DIR and at least one image or folder')
-    from perception.deploy import DeployError, load_bundle, segment_images
+    from perception.deploy import load_bundle, segment_images
+    from perception.deploy.io import list_images
     slide = ((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None
-    try:
-        seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)
-    except (DeployError, ValueError) as e:
-        return report(e)
-    try:
-        res = segment_images(seg, args.paths[1:], args.out, args.alpha)
-    except (FileNotFoundError, ValueError) as e:  # no images / two inputs, one output name
-        return report(e)
+    list_images(args.paths[1:])  # no images: refused before the bundle is loaded
+    seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)
+    res = segment_images(seg, args.paths[1:], args.out, args.alpha)  # bad input: one line (run_main)
     return 1 if res['failed'] and not res['written'] else 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, torch_device  # noqa: E402  (torch-free)
 from perception.apis import DictAction  # noqa: E402
 
 
@@ -26,15 +27,15 @@ def main(argv=None):
     p.add_argument('--cache-dir', help='default WORK_DIR/feature_cache')
     p.add_argument('--overwrite', action='store_true', help='rebuild a cache that does not match')
     p.add_argument('--amp', action='store_true', help='bf16 autocast for the backbone')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', type=torch_device, default='cpu')
     p.add_argument('--benchmark', action='store_true', help='also time one epoch of the plain probe')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
-    from mmengine.config import Config
+    from perception.apis import load_config
     from mmengine.logging import MMLogger
     from perception.benchmark import plain_probe_epoch_seconds
     from perception.classification.fast_probe import run_linear_probe
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     work_dir = args.work_dir or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0] + '_sweep')
@@ -52,4 +53,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
 from perception.datasets.demo_cls_data import ensure_cls_demo_dataset  # noqa: E402
 from perception.datasets.demo_data import ensure_demo_dataset  # noqa: E402
 
@@ -18,10 +19,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cls', action='store_true', help='the classification dataset instead')
     p.add_argument('--out', default=None, help='default data/demo_shapes (data/demo_shapes_cls with --cls)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--num-train', type=int, default=320)
-    p.add_argument('--num-val', type=int, default=80)
-    p.add_argument('--size', type=int, nargs=2, default=(112, 112), metavar=('H', 'W'))
+    p.add_argument('--seed', type=non_negative_int, default=0)
+    p.add_argument('--num-train', type=positive_int, default=320)
+    p.add_argument('--num-val', type=positive_int, default=80)
+    p.add_argument('--size', type=positive_int, nargs=2, default=(112, 112), metavar=('H', 'W'))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     from perception.deploy.cli import report
@@ -42,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

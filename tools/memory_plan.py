@@ -12,17 +12,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main, open_unit_float, positive_float, positive_int  # noqa: E402  (torch-free)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', default='mmcfg/internvit/upernet_internvit-6b_8xb2-80k_ade20k-504x504.py')
-    p.add_argument('--gpus', type=int, nargs='+', default=[8, 16, 32])
-    p.add_argument('--gpu-mem', type=float, default=74.5, help='GiB per GPU (80 GB = 74.5 GiB)')
-    p.add_argument('--peak-tflops', type=float, default=989.0, help='dense bf16 peak per GPU (H100 SXM: 989)')
-    p.add_argument('--mfu', type=float, default=0.4, help='assumed fraction of peak achieved')
-    p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--img', type=int, default=504)
+    p.add_argument('--gpus', type=positive_int, nargs='+', default=[8, 16, 32])
+    p.add_argument('--gpu-mem', type=positive_float, default=74.5, help='GiB per GPU (80 GB = 74.5 GiB)')
+    p.add_argument('--peak-tflops', type=positive_float, default=989.0, help='dense bf16 peak per GPU (H100 SXM: 989)')
+    p.add_argument('--mfu', type=open_unit_float, default=0.4, help='assumed fraction of peak achieved')
+    p.add_argument('--batch', type=positive_int, default=2)
+    p.add_argument('--img', type=positive_int, default=504)
     p.add_argument('--fp32', action='store_true', help='no mixed precision: fp32 units and activations')
     args = p.parse_args(argv)
     import torch
@@ -58,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

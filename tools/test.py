@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
 from perception.apis import DictAction, add_compile_argument, compile_options, test  # noqa: E402
 
 
@@ -41,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

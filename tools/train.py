@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report  # noqa: E402  (torch-free)
+from perception.deploy.cli import report, run_main  # noqa: E402  (torch-free)
 from perception.apis import DictAction, add_compile_argument, compile_options, train  # noqa: E402
 
 
@@ -56,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

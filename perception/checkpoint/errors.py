@@ -1,4 +1,7 @@
-class CheckpointError(ValueError):
+from ..deploy.cli import InputError
+
+
+class CheckpointError(InputError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the problem."""
 
 

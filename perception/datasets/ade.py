@@ -5,8 +5,10 @@ from typing import List, Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 from mmseg.datasets import ADE20KDataset
 
+from ..deploy.runtime import png_conversion_note
 from .demo_data import CLASSES as DEMO_CLASSES
 from .demo_data import PALETTE as DEMO_PALETTE
 from ..registry import register
@@ -70,6 +72,14 @@ class PerceptionADE20KDataset(ADE20KDataset):
         failure names the image and annotation files (mmcv's own errors name neither)."""
         info = self.get_data_info(idx)
         _check_png_label_map(info.get('seg_map_path'))
+        img = info.get('img_path')
+        if img and not getattr(self, '_announced_conversion', False) and img.lower().endswith('.png') \
+                and osp.isfile(img):
+            note = png_conversion_note(img)
+            if note:  # mmcv decodes it so (as inference does); say so once per dataset
+                self._announced_conversion = True
+                print_log(f'{type(self).__name__}: images such as {img} are read as 8-bit colour ({note}); '
+                          'convert them beforehand to choose another mapping', logger='current', level=30)
         try:
             return super().prepare_data(idx)
         except Exception as e:

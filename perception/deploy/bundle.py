@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
+from .cli import InputError
 from .files import sha256_file  # noqa: F401  (re-exported: bundle checks use it)
 
 MANIFEST_NAME = 'manifest.json'
@@ -53,7 +54,7 @@ def preprocessing_digest(manifest: Dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class DeployError(RuntimeError):
+class DeployError(InputError, RuntimeError):
     """A bundle that cannot be used: the message names the file and the problem."""
 
 

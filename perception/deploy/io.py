@@ -1,12 +1,13 @@
 """Files in, label PNGs and overlays out (the ``--backend onnx`` side of ``tools/infer.py``)."""
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Union
 
 import numpy as np
 
 from .files import write_bytes_atomic
-from .runtime import Segmenter, read_image
+from .runtime import Segmenter, read_image_noted
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ def _log(msg: str, level: int = logging.INFO):
     logger.log(level, msg)
 
 
+def _leftover_stem(name: str):
+    """The image stem of an output's temporary file (``.STEM_label.png.XXXXXXXX.tmp``), else None."""
+    m = re.fullmatch(r'\.(.+)(_label\.png|_overlay\.jpg)\.[A-Za-z0-9_]{8}\.tmp', name)
+    return m.group(1) if m else None
+
+
 def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5, progress: bool = False,
                    log: Callable[[str, int], None] = _log) -> Dict:
     """``<name>_label.png`` and ``<name>_overlay.jpg`` (image | blend) per image; unreadable images
@@ -64,7 +71,16 @@ def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5, pr
         raise ValueError(f'{", ".join(same)} would all write {stem}_label.png / {stem}_overlay.jpg in '
                          f'{out_dir} ({len(clash)} such name(s)): segment them into separate output folders')
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f'--out {out_dir} is a file: expected a folder for the label maps and overlays')
     out_dir.mkdir(parents=True, exist_ok=True)
+    # temporary files of an interrupted run for these outputs (atomic_write's names), and only those
+    leftovers = [p for p in out_dir.iterdir() if _leftover_stem(p.name) in by_stem]
+    for p in leftovers:
+        p.unlink()
+    if leftovers:
+        log(f'removed {len(leftovers)} temporary file(s) an interrupted run left in {out_dir} '
+            f'({", ".join(p.name for p in leftovers[:3])}{", ..." if len(leftovers) > 3 else ""})', logging.WARNING)
     written, failed = [], {}
     it = files
     if progress and len(files) > 1:
@@ -75,11 +91,13 @@ def segment_images(segmenter: Segmenter, inputs, out_dir, alpha: float = 0.5, pr
             pass
     for f in it:
         try:
-            img = read_image(f)
+            img, note = read_image_noted(f)
         except ValueError as e:
             failed[f] = str(e)
             log(f'skipped {f}: {e}', logging.WARNING)
             continue
+        if note:  # decoded as training decodes it, but say what that changed
+            log(f'{f}: {note} (read as an 8-bit colour image, as training reads images)', logging.WARNING)
         label, over = segmenter.segment(img, alpha=alpha, side_by_side=True)
         if label.dtype != np.uint8:
             label = label.astype(np.uint16)

@@ -109,11 +109,32 @@ def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
 
 def read_image(path) -> np.ndarray:
     """A BGR uint8 image; unreadable files raise ``ValueError`` naming the file."""
+    return read_image_noted(path)[0]
+
+
+def read_image_noted(path) -> Tuple[np.ndarray, Optional[str]]:
+    """``(BGR uint8 image, note)``: decoded as training decodes it (OpenCV's colour mode, what mmcv's
+    ``LoadImageFromFile`` uses); ``note`` says what that changed, for the caller to announce: a 16-bit
+    image scaled to 8 bits, an alpha channel dropped (None when nothing changed meaning)."""
     import cv2
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f'cannot read image {path} (corrupt, truncated or not an image)')
-    return img
+    return img, png_conversion_note(path)
+
+
+def png_conversion_note(path) -> Optional[str]:
+    """What decoding a PNG as an 8-bit colour image changes (from its header: 26 bytes), or None."""
+    with open(path, 'rb') as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
+        return None
+    changes = []
+    if head[24] == 16:
+        changes.append('16-bit values scaled to 8 bits')
+    if head[25] in (4, 6):
+        changes.append('alpha channel dropped')
+    return ', '.join(changes) or None
 
 
 def as_bgr(image: ImageLike) -> np.ndarray:

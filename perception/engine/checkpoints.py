@@ -20,10 +20,11 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
+from ..deploy.cli import InputError
 from ..deploy.files import write_bytes_atomic
 from ..registry import register
 
-class WorkDirError(RuntimeError):
+class WorkDirError(InputError, RuntimeError):
     """The work dir cannot be trained into as asked (checkpoints would be overwritten, or none of them
     is complete); the message names the folder and the way out."""
 

@@ -16,7 +16,7 @@ from mmengine.logging import print_log
 from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_preprocessing,
                              check_session, preprocessing_digest, read_manifest, sha256_file)
 from ..deploy.files import sha256_path
-from .bundle_io import finish_tree, move_into_place, prepare_out
+from .bundle_io import finish_tree, move_into_place, prepare_out, recover_leftovers
 from .errors import ExportError
 from .lowmem import fp32_compute, graph_model, low_precision_backbone
 from .metadata import bundle_metadata, dump_config
@@ -97,6 +97,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         refs = [reference_logits(segmentor, x) for x in inputs] if need_model else []
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    recover_leftovers(out_dir, lambda m: print_log(m, logger='current', level=30))
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.tmp', dir=out_dir.parent))
     session = None
     try:

@@ -1,7 +1,8 @@
 """Errors of the export: one line naming what cannot be exported, or where verification failed."""
+from ..deploy.cli import InputError
 
 
-class ExportError(RuntimeError):
+class ExportError(InputError, RuntimeError):
     """The segmentor cannot be exported as asked; the message says what and where."""
 
 

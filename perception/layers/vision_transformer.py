@@ -82,6 +82,8 @@ class InternVisionTransformer(nn.Module):
 
     def _build(self, arch, drop_path_rate, with_cp, attn_backend, compile_blocks=False):
         cfg = parse_arch(arch)
+        if not 0 <= float(drop_path_rate) < 1:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.arch = cfg
         self.embed_dims = C = cfg['embed_dims']
         self.num_layers = cfg['num_layers']

@@ -8,12 +8,13 @@ from typing import Optional
 import numpy as np
 
 from ...checkpoint.io import atomic_write
+from ...deploy.cli import InputError
 
 
 CACHE_VERSION = 1
 
 
-class CacheMismatchError(ValueError):
+class CacheMismatchError(InputError, ValueError):
     """A feature cache that was made with another model, checkpoint, transform or image list."""
 
 

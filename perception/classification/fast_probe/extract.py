@@ -29,8 +29,9 @@ def build_eval_dataset(cfg, split: str):
     """The split's dataset with the deterministic test pipeline (features are cached once)."""
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
+    from ..datasets import pass_num_classes
     init_default_scope('mmpretrain')
-    dcfg = copy.deepcopy(cfg[f'{split}_dataloader']['dataset'])
+    dcfg = copy.deepcopy(pass_num_classes(copy.deepcopy(cfg))[f'{split}_dataloader']['dataset'])
     dcfg['pipeline'] = copy.deepcopy(cfg.test_pipeline)
     return DATASETS.build(dcfg), dcfg['pipeline']
 
@@ -47,11 +48,14 @@ def preprocess(cfg, imgs: List[torch.Tensor]) -> torch.Tensor:
 
 def extract_features(cfg, split: str, cache_root: str, n_last_blocks: int = 1, batch_size: int = 32,
                      device: str = 'cpu', amp: bool = False, overwrite: bool = False,
-                     ckpt_hash: Optional[str] = None, stop_after: Optional[int] = None) -> FeatureCache:
+                     ckpt_hash: Optional[str] = None, stop_after: Optional[int] = None,
+                     save_every_s: float = 20.0) -> FeatureCache:
     """Extract (or resume extracting) the features of ``split`` ('train' | 'val') into the cache.
 
-    ``stop_after`` (images) interrupts on purpose (tests of resume). Unreadable images are reported by
-    name and marked invalid (left out of training and evaluation)."""
+    ``stop_after`` (images) interrupts on purpose (tests of resume). Progress is saved every
+    ``save_every_s`` seconds (features flushed, then the manifest's ``num_done`` replaced atomically: a
+    kill at any moment loses at most that much work). Unreadable images are reported by name and marked
+    invalid (left out of training and evaluation)."""
     from tqdm import tqdm
     cache = FeatureCache(cache_root, split)
     dataset, pipeline = build_eval_dataset(cfg, split)
@@ -116,7 +120,7 @@ def extract_features(cfg, split: str, cache_root: str, n_last_blocks: int = 1, b
                 valid[j] = False
         i = idx[-1] + 1
         bar.update(len(idx))
-        if time.time() - t_last > 20 or i >= end:  # checkpoint the progress
+        if time.time() - t_last >= save_every_s or i >= end:  # checkpoint the progress
             feats.flush()
             valid.flush()
             manifest.update(num_done=i, bad_images=bad)

@@ -119,13 +119,20 @@ def run_linear_probe(cfg, work_dir: str, cache_dir: Optional[str] = None, device
     nlb = tuple(lp.get('n_last_blocks', (1, 4)))
     epochs = int(lp.get('epochs', 10))
     bs = int(lp.get('batch_size', 256))
+    batch_size_extract = int(lp.get('extract_batch_size', batch_size_extract))
+    save_every_s = float(lp.get('save_every_s', 20.0))
+    unknown = sorted(set(lp) - {'lrs', 'n_last_blocks', 'epochs', 'batch_size', 'extract_batch_size', 'save_every_s'})
+    if unknown:
+        raise ValueError(f'linear_probe: unknown key(s) {unknown}; it takes lrs, n_last_blocks, epochs, batch_size, '
+                         'extract_batch_size, save_every_s')
     cache_dir = cache_dir or osp.join(work_dir, 'feature_cache')
     os.makedirs(work_dir, exist_ok=True)
     ckpt = backbone_checkpoint(cfg)
     t0 = time.perf_counter()
     h = sha256_path(ckpt) if ckpt else 'random-init'
     n = max(nlb)
-    caches = {s: extract_features(cfg, s, cache_dir, n, batch_size_extract, device, amp, overwrite, h)
+    caches = {s: extract_features(cfg, s, cache_dir, n, batch_size_extract, device, amp, overwrite, h,
+                                  save_every_s=save_every_s)
               for s in ('train', 'val')}
     extract_s = time.perf_counter() - t0
     num_classes = int(cfg.model.head.num_classes)
