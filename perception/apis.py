@@ -161,10 +161,62 @@ def check_runner_keys(cfg, scope: str = 'mmseg'):
                             allowed=('convert_to_iter_based', 'optimizer', 'param_name'))
 
 
+def strip_pretrained(model_cfg) -> list:
+    """``--random-init``: drop every ``init_cfg=dict(type='Pretrained', ...)`` of a model config (the
+    released weights the shipped configs load), so the model is built with its own random
+    initialisation; each one dropped is logged. Returns the checkpoints that will not be loaded."""
+    dropped = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            ic = node.get('init_cfg')
+            items = ic if isinstance(ic, (list, tuple)) else [ic]
+            pre = [i for i in items if isinstance(i, dict) and i.get('type') == 'Pretrained']
+            if pre:
+                dropped.extend(f"{path}.init_cfg: {i.get('checkpoint')}" for i in pre)
+                rest = [i for i in items if i not in pre and i is not None]
+                node['init_cfg'] = rest if isinstance(ic, (list, tuple)) and rest else None
+            for k, v in node.items():
+                if k != 'init_cfg':
+                    walk(v, f'{path}.{k}')
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f'{path}[{i}]')
+    walk(model_cfg, 'model')
+    for d in dropped:
+        print_log(f'--random-init: not loading {d} (random weights: for smoke runs, memory and speed, not '
+                  'for results)', logger='current', level=30)
+    if not dropped:
+        print_log('--random-init: the config loads no pretrained weights; its own initialisation is used',
+                  logger='current')
+    return dropped
+
+
+def enable_auto_scale_lr(cfg):
+    """Turn on mmengine's linear lr scaling (lr x run batch / ``auto_scale_lr.base_batch_size``, the
+    run batch being GPUs x ``train_dataloader.batch_size``), as mmseg's and mmpretrain's
+    ``--auto-scale-lr`` do. Gradient accumulation counts (mmengine leaves it out): with
+    ``optim_wrapper.accumulative_counts = k`` the base is divided by k, and the log says so."""
+    asl = cfg.get('auto_scale_lr')
+    if not isinstance(asl, dict) or not asl.get('base_batch_size'):
+        raise ConfigError(f'{cfg.filename}: --auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in the '
+                          'config (the batch size its lr was set for)')
+    asl['enable'] = True
+    k = int((cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1) or 1)
+    if k > 1:
+        asl['base_batch_size'] = asl['base_batch_size'] / k
+        print_log(f'--auto-scale-lr: gradient accumulation over {k} steps: the lr is scaled by GPUs x batch_size x '
+                  f'{k} / {asl["base_batch_size"] * k:g}', logger='current')
+    return cfg
+
+
 def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp32: bool = False,
-                   cfg_options: Optional[dict] = None, launcher: str = 'none') -> Config:
+                   cfg_options: Optional[dict] = None, launcher: str = 'none', auto_scale_lr: bool = False,
+                   random_init: bool = False) -> Config:
     """Load a config and adapt it to this machine (CPU: gloo, BN instead of SyncBN, bf16 autocast
-    through ``BF16OptimWrapper`` since mmengine's AmpOptimWrapper needs CUDA)."""
+    through ``BF16OptimWrapper`` since mmengine's AmpOptimWrapper needs CUDA). ``auto_scale_lr``:
+    mmengine's linear lr scaling (``--auto-scale-lr``), see ``enable_auto_scale_lr``; ``random_init``:
+    no pretrained weights are loaded (``strip_pretrained``)."""
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -178,6 +230,10 @@ def prepare_config(config, work_dir: Optional[str] = None, amp: bool = False, fp
         from .classification.datasets import pass_num_classes
         pass_num_classes(cfg)
     _default_compile(cfg)
+    if auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    if random_init and cfg.get('model') is not None:
+        strip_pretrained(cfg.model)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -243,9 +299,12 @@ def build_runner(cfg: Config):
 
 
 def train(config, work_dir: Optional[str] = None, resume=False, amp: bool = False, fp32: bool = False,
-          cfg_options: Optional[dict] = None, launcher: str = 'none'):
-    """Train a config; returns the Runner. ``resume``: True (latest in work_dir) or a checkpoint path."""
-    cfg = prepare_config(config, work_dir, amp, fp32, cfg_options, launcher)
+          cfg_options: Optional[dict] = None, launcher: str = 'none', auto_scale_lr: bool = False,
+          random_init: bool = False):
+    """Train a config; returns the Runner. ``resume``: True (latest in work_dir) or a checkpoint path;
+    ``auto_scale_lr``: scale the lr linearly to the run's batch (``enable_auto_scale_lr``);
+    ``random_init``: without the config's pretrained weights (``strip_pretrained``)."""
+    cfg = prepare_config(config, work_dir, amp, fp32, cfg_options, launcher, auto_scale_lr, random_init)
     strategy = (cfg.get('strategy') or {}).get('type')
     if launcher == 'none' and strategy in ('PortableFSDPStrategy', 'FSDPStrategy', 'DeepSpeedStrategy'):
         raise RuntimeError(f'{cfg.filename}: {strategy} trains under torchrun: tools/dist_train.sh {cfg.filename} '
@@ -356,13 +415,17 @@ def _finish_dist():
         dist.destroy_process_group()
 
 
-def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-         launcher: str = 'none', show_dir: Optional[str] = None, out: Optional[str] = None):
+def test(config, checkpoint: Optional[str], work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+         launcher: str = 'none', show_dir: Optional[str] = None, out: Optional[str] = None,
+         random_init: bool = False):
     """Evaluate a checkpoint strictly; returns metrics. Segmentors: this project's or InternVL's ADE20K
-    releases (format C); classifiers: this project's, heads from tools/linear_probe.py, or format D."""
+    releases (format C); classifiers: this project's, heads from tools/linear_probe.py, or format D.
+    ``random_init`` (no checkpoint): the model's own random initialisation, for smoke runs."""
     from .classification.checkpoint import load_classifier_checkpoint
     from .segmentation.checkpoint import load_segmentor_checkpoint
-    cfg = prepare_config(config, work_dir, False, False, cfg_options, launcher)
+    if bool(checkpoint) == bool(random_init):
+        raise ConfigError('give a CHECKPOINT or --random-init (one of them)')
+    cfg = prepare_config(config, work_dir, False, False, cfg_options, launcher, random_init=random_init)
     if cfg.get('runner_type') == 'FlexibleRunner':
         # evaluation shards nothing: the plain Runner (DDP when distributed) runs the same model
         strategy = (cfg.pop('strategy', None) or {}).get('type')
@@ -371,7 +434,10 @@ def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: O
     if cfg.get('default_scope') == 'mmpretrain':
         cfg.load_from = None
         runner = build_runner(cfg)
-        load_classifier_checkpoint(runner.model, checkpoint)
+        if random_init:
+            runner.model.init_weights()
+        else:
+            load_classifier_checkpoint(runner.model, checkpoint)
         return runner.test()
     cfg.load_from = None
     if show_dir:
@@ -383,5 +449,8 @@ def test(config, checkpoint: str, work_dir: Optional[str] = None, cfg_options: O
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     runner = build_runner(cfg)
-    load_segmentor_checkpoint(runner.model, checkpoint)
+    if random_init:
+        runner.model.init_weights()
+    else:
+        load_segmentor_checkpoint(runner.model, checkpoint)
     return runner.test()

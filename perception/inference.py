@@ -12,8 +12,11 @@ from .deploy.runtime import read_image  # noqa: F401  (re-exported)
 
 
 def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu', cfg_options=None,
-                   slide: Optional[Sequence[int]] = None, weights_dtype: Optional[str] = None):
+                   slide: Optional[Sequence[int]] = None, weights_dtype: Optional[str] = None,
+                   random_init: bool = False):
     """Build a segmentor from a config and load a checkpoint strictly (any format this project reads).
+    No checkpoint: the config's own initialisation (its ``Pretrained`` backbone included);
+    ``random_init=True``: without any pretrained weights (``--random-init``: smoke runs, memory, speed).
 
     ``weights_dtype='bf16'`` (or 'fp16'): the backbone is built on the ``meta`` device and materialised
     directly in that dtype, so a 6B segmentor never exists in fp32 (12.6 GB instead of 25 GB); the
@@ -26,7 +29,7 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from .apis import _replace_syncbn, check_model_keys
+    from .apis import _replace_syncbn, check_model_keys, strip_pretrained
     from .segmentation.checkpoint import load_segmentor_checkpoint
     from .segmentation.test_time import check_slide, enable_any_input_size
     cfg = load_config(config)
@@ -34,6 +37,10 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     check_model_keys(cfg.model, scope=cfg.get('default_scope') or 'mmseg')
+    if random_init:
+        if checkpoint:
+            raise ValueError(f'give a checkpoint ({checkpoint}) or random_init / --random-init, not both')
+        strip_pretrained(cfg.model)
     _replace_syncbn(cfg.model)
     cfg.model.train_cfg = None
     if slide:

@@ -455,3 +455,45 @@ def test_layer_decay_depth_comes_from_the_model():
     rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
     assert {g['layer_id'] for g in groups} == set(range(0, 24 + 2))
     assert min(g['lr_scale'] for g in groups) == pytest.approx(rate ** 25)
+
+
+def test_auto_scale_lr_scales_to_the_run_batch(demo_data, tmp_path):
+    """--auto-scale-lr: lr x (batch x accumulation) / base_batch_size (the demo's lr is for batch 8);
+    off, the lr is the config's at any batch; a config without a base is refused."""
+    from perception.apis import ConfigError
+
+    def head_lr(bs, scale, accum=1, **extra):
+        opts = dict(_opts(demo_data), **{'train_dataloader.batch_size': bs, 'train_cfg.max_iters': 1,
+                                         'optim_wrapper.accumulative_counts': accum}, **extra)
+        runner = train(DEMO_LINEAR, work_dir=str(tmp_path / f'{bs}_{scale}_{accum}'), fp32=True, cfg_options=opts,
+                       auto_scale_lr=scale)
+        return max(g['initial_lr'] for g in runner.optim_wrapper.optimizer.param_groups)  # the head's: no decay
+    assert head_lr(2, False) == head_lr(4, False) == pytest.approx(1e-3)
+    assert head_lr(2, True) == pytest.approx(1e-3 * 2 / 8)
+    assert head_lr(4, True) == pytest.approx(1e-3 * 4 / 8)
+    assert head_lr(2, True, accum=2) == pytest.approx(1e-3 * 4 / 8)  # the effective batch counts
+    with pytest.raises(ConfigError, match='--auto-scale-lr needs auto_scale_lr = dict\\(base_batch_size=N\\)'):
+        prepare_config(DEMO_LINEAR, str(tmp_path), cfg_options={'auto_scale_lr': None}, auto_scale_lr=True)
+
+
+def test_random_init_runs_a_shipped_config_without_its_weights(demo_data, tmp_path):
+    """--random-init (train, test, infer, export): every Pretrained init_cfg of a shipped config is
+    dropped and named in the log; the real-size 300M linear probe then segments an image."""
+    from perception.apis import strip_pretrained
+    from perception.inference import init_segmentor, segment
+    for path in sorted((ROOT / 'mmcfg' / 'internvit').glob('*.py')):
+        cfg = Config.fromfile(str(path))
+        dropped = strip_pretrained(cfg.model)  # each shipped ADE20K config loads released weights
+        assert dropped and dropped[0].startswith('model.backbone.init_cfg: checkpoints/'), (path.name, dropped)
+        assert 'Pretrained' not in str(cfg.model), path.name
+    cfg300 = str(ROOT / 'mmcfg/internvit/linear_internvit-300m-frozen_8xb2-80k_ade20k-504x504.py')
+    with pytest.raises(CheckpointError):  # without the flag the released weights are required
+        init_segmentor(cfg300)
+    model = init_segmentor(cfg300, random_init=True)
+    assert sum(p.numel() for p in model.backbone.parameters()) > 300e6
+    import cv2
+    img = cv2.imread(sorted(glob.glob(osp.join(demo_data, 'images', 'validation', '*.jpg')))[0])
+    label, _ = segment(model, img)
+    assert label.shape == img.shape[:2] and int(label.max()) < 150
+    with pytest.raises(ValueError, match='not both'):
+        init_segmentor(cfg300, 'x.pth', random_init=True)

@@ -32,7 +32,11 @@ def main(argv=None):
                                    EXTERNAL_DATA_THRESHOLD, FORMATS)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
-    p.add_argument('checkpoint', help="segmentor checkpoint (any format this project reads) or 'none'")
+    p.add_argument('checkpoint', nargs='?', help="segmentor checkpoint (any format this project reads); 'none' "
+                                                 'is --random-init')
+    p.add_argument('--random-init', action='store_true',
+                   help='no weights: the model\'s own random initialisation, without the config\'s pretrained '
+                        'backbone (smoke runs, export memory and speed)')
     p.add_argument('--format', nargs='+', default=['onnx'], choices=FORMATS, dest='formats')
     p.add_argument('--out', required=True, help='bundle folder (replaced atomically when it is a bundle)')
     p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'],
@@ -64,7 +68,12 @@ def main(argv=None):
     if args.whole_images is not None and not 0 <= args.whole_images <= 5:
         p.error(f'--whole-images must be within 0..5, got {args.whole_images}')
     from perception.export import ExportError, export_segmentor
-    ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    random_init = args.random_init or (args.checkpoint or '').lower() == 'none'
+    ckpt = None if random_init else args.checkpoint
+    if args.random_init and args.checkpoint and args.checkpoint.lower() != 'none':
+        p.error('give a CHECKPOINT or --random-init, not both')
+    if not ckpt and not random_init:
+        p.error('give a CHECKPOINT, or --random-init to export with random weights')
     sizes = None
     if args.verify_size:
         sizes = [(1 if i == 0 else 2, h, w) for i, (h, w) in enumerate(args.verify_size)]  # batch 2 too
@@ -73,7 +82,8 @@ def main(argv=None):
                          slide=((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None,
                          opset=args.opset, tolerance=args.tolerance, min_agreement=args.min_agreement,
                          verify_sizes=sizes, external_data_threshold=args.external_data_threshold,
-                         dtype=args.dtype, low_memory=args.low_memory, whole_images=args.whole_images)
+                         dtype=args.dtype, low_memory=args.low_memory, whole_images=args.whole_images,
+                         random_init=random_init)
     except ExportError as e:
         return report(e, 'export failed', 1)
     except ValueError as e:  # a config or checkpoint that cannot be read as given: one line

@@ -1,6 +1,7 @@
 """Segment an image or a folder: label PNGs and colour overlays.
 
     python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR --out DIR [--slide CROP STRIDE] [--device cpu]
+    python tools/infer.py CONFIG --random-init IMAGE_OR_DIR --out DIR   # no weights: a smoke run
     python tools/infer.py --backend onnx BUNDLE_DIR IMAGE_OR_DIR --out DIR [--slide CROP STRIDE] [--verify-hashes]
 
 ``--backend torch`` (default) builds the segmentor from its config and checkpoint. ``--backend onnx``
@@ -38,6 +39,9 @@ def _parser(torch_backend: bool):
         from perception.apis import DictAction, add_compile_argument
         p.add_argument('--cfg-options', nargs='+', action=DictAction)
         add_compile_argument(p)
+        p.add_argument('--random-init', action='store_true',
+                       help='no checkpoint (then: CONFIG IMAGES...): random weights, without the config\'s '
+                            'pretrained backbone (smoke runs)')
     return p
 
 
@@ -45,19 +49,21 @@ def main(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument('--backend', choices=['torch', 'onnx'], default='torch')
     backend = pre.parse_known_args(argv)[0].backend
-    args = _parser(backend == 'torch').parse_args(argv)
+    args = _parser(backend == "torch").parse_intermixed_args(argv)  # CONFIG --random-init IMAGES...
     if backend == 'onnx':
         return _main_onnx(args)
-    if len(args.paths) < 3:
-        _parser(True).error('the torch backend needs CONFIG CHECKPOINT and at least one image or folder')
-    config, checkpoint, inputs = args.paths[0], args.paths[1], args.paths[2:]
+    if len(args.paths) < (2 if args.random_init else 3):
+        _parser(True).error('the torch backend needs CONFIG CHECKPOINT (or CONFIG --random-init) and at least one '
+                            'image or folder')
+    config = args.paths[0]
+    checkpoint, inputs = (None, args.paths[1:]) if args.random_init else (args.paths[1], args.paths[2:])
     from perception.deploy.io import list_images
     list_images(inputs)  # no images: refused before the (possibly minutes-long) model load
     from perception.apis import compile_options
     from perception.inference import init_segmentor, segment_images
     # bad input (a test_cfg that cannot work, no images, two inputs with one output name): one line, run_main
     model = init_segmentor(config, checkpoint, args.device, compile_options(args.compile, args.cfg_options),
-                           args.slide)
+                           args.slide, random_init=args.random_init)
     res = segment_images(model, inputs, args.out, args.alpha)
     return 1 if res['failed'] and not res['written'] else 0
 

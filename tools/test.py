@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--out DIR]
                                            [--cfg-options k=v ...] [--launcher none|pytorch]
+    python tools/test.py CONFIG --random-init ...   # no weights at all: a smoke run of any shipped config
 
 Loading is strict. A frozen InternVL release holds only heads and pyramid: the ViT comes from the
 config's ``model.backbone.init_cfg`` checkpoint (format A); every key of both files is accounted for.
@@ -19,7 +20,9 @@ from perception.apis import DictAction, add_compile_argument, compile_options, t
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
-    p.add_argument('checkpoint')
+    p.add_argument('checkpoint', nargs='?')
+    p.add_argument('--random-init', action='store_true',
+                   help='no checkpoint: random weights, without the config\'s pretrained backbone (smoke runs)')
     p.add_argument('--work-dir')
     p.add_argument('--show-dir', help='write prediction overlays here')
     p.add_argument('--out', help='write label maps here')
@@ -35,7 +38,7 @@ def main(argv=None):
     try:
         metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
                        cfg_options=compile_options(args.compile, args.cfg_options),
-                       launcher=args.launcher, show_dir=args.show_dir, out=args.out)
+                       launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init)
     except (ConfigError, CheckpointError) as e:  # bad input: one line, no traceback
         return report(e)
     print({k: round(float(v), 2) for k, v in (metrics or {}).items()})

@@ -1,6 +1,6 @@
 """Train a segmentor (or classifier) from an mmseg-style config.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp | --fp32]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp | --fp32] [--auto-scale-lr]
                                  [--cfg-options k=v ...] [--launcher none|pytorch]
 
 Distributed: tools/dist_train.sh CONFIG NUM_PROCS (torchrun; gloo on CPU, nccl on GPUs).
@@ -24,6 +24,11 @@ def parse_args(argv=None):
     g = p.add_mutually_exclusive_group()
     g.add_argument('--amp', action='store_true', help='bf16 mixed precision (autocast; CPU or GPU)')
     g.add_argument('--fp32', action='store_true', help='force fp32 even if the config asks for AMP')
+    p.add_argument('--random-init', action='store_true',
+                   help='without the config\'s pretrained weights (random initialisation: smoke runs, memory, speed)')
+    p.add_argument('--auto-scale-lr', action='store_true',
+                   help='scale the lr linearly from the config\'s auto_scale_lr.base_batch_size to this run\'s batch '
+                        '(GPUs x batch_size x accumulative_counts)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, xxx=yyy')
     add_compile_argument(p)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -41,7 +46,8 @@ def main(argv=None):
     from perception.engine.checkpoints import WorkDirError
     try:
         train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
-              cfg_options=compile_options(args.compile, args.cfg_options), launcher=args.launcher)
+              cfg_options=compile_options(args.compile, args.cfg_options), launcher=args.launcher,
+              auto_scale_lr=args.auto_scale_lr, random_init=args.random_init)
     except (WorkDirError, CheckpointError, ConfigError) as e:  # bad input: one line, no traceback
         return report(e)
     if args.launcher != 'none':

@@ -23,6 +23,7 @@ optim_wrapper = dict(
     constructor='InternViTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9),
     clip_grad=dict(_delete_=True, max_norm=1.0))
+auto_scale_lr = dict(base_batch_size=8)  # lr 1e-3 is for batch 8 (--auto-scale-lr)
 max_iters = 1000
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),

@@ -196,16 +196,20 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
 
 
 def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequence[str] = ('onnx',),
-                     cfg_options: Optional[Dict] = None, low_memory: bool = False, **kwargs) -> Dict:
+                     cfg_options: Optional[Dict] = None, low_memory: bool = False, random_init: bool = False,
+                     **kwargs) -> Dict:
     """Build the segmentor of ``config`` with ``checkpoint`` (any format this project reads; None: the
-    config's own initialisation) and :func:`export_model` it. ``low_memory``: the backbone is built
-    and held in bf16 (no fp32 copy; see :mod:`.lowmem`). Returns the manifest."""
+    config's own initialisation; ``random_init``: no pretrained weights at all) and :func:`export_model`
+    it. ``low_memory``: the backbone is built and held in bf16 (no fp32 copy; see :mod:`.lowmem`).
+    Returns the manifest."""
     from ..inference import init_segmentor
-    model = init_segmentor(config, checkpoint, 'cpu', cfg_options, weights_dtype='bf16' if low_memory else None)
+    model = init_segmentor(config, checkpoint, 'cpu', cfg_options, weights_dtype='bf16' if low_memory else None,
+                           random_init=random_init)
     cfg_path = getattr(model.cfg, 'filename', None) if not isinstance(config, (str, Path)) else str(config)
     source = dict(config=str(Path(cfg_path).absolute()) if cfg_path else None,
                   config_sha256=sha256_path(cfg_path) if cfg_path else None,
                   cfg_options=cfg_options or None,
                   checkpoint=str(Path(checkpoint).absolute()) if checkpoint else None,
-                  checkpoint_sha256=sha256_path(checkpoint) if checkpoint else None)
+                  checkpoint_sha256=sha256_path(checkpoint) if checkpoint else None,
+                  random_init=bool(random_init))
     return export_model(model, out_dir, formats, source=source, **kwargs)

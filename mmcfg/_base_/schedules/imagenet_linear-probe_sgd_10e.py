@@ -15,5 +15,7 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=1024)
+# lr 0.2 is for batch 1024: tools/train.py --auto-scale-lr scales it to the run's batch (off by default,
+# as in mmengine: other batch sizes keep lr 0.2 unless asked)
+auto_scale_lr = dict(enable=False, base_batch_size=1024)
 custom_hooks = [dict(type='HeadEMAHook', momentum=0.002)]

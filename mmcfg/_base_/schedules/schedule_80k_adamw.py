@@ -9,6 +9,9 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=80000),
 ]
+# the lr above is for batch 16; tools/train.py --auto-scale-lr scales it linearly to the run's batch
+# (GPUs x batch_size x optim_wrapper.accumulative_counts)
+auto_scale_lr = dict(enable=False, base_batch_size=16)
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
