@@ -4,7 +4,7 @@
     python tools/export.py CONFIG CHECKPOINT --format onnx safetensors pt2 --dtype bf16 --out DIR
     python tools/export.py CONFIG CHECKPOINT --dtype fp16 --out DIR       # fp16 ONNX (GPU runtimes)
 
-DIR becomes a bundle: model.onnx (+ model.onnx.data above 2 GB), manifest.json, config.py and the other
+DIR becomes a bundle: model.onnx (+ model.onnx.data above --external-data-threshold, 1.5 GiB), manifest.json, config.py and the other
 formats asked for. The ONNX model runs in onnxruntime on two sample sizes and is compared with PyTorch
 before anything is written; past the tolerance the export fails and DIR is left as it was. Run the
 bundle without torch: ``python tools/infer.py --backend onnx DIR images/ --out out/``.
