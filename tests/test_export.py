@@ -503,8 +503,9 @@ def test_windows_that_cannot_work_are_refused(upernet_bundle, trained, tmp_path)
     _rewrite_manifest(b, mode='slide', slide={'crop': [112, 112], 'stride': [126, 126]})
     with pytest.raises(DeployError, match=r'stride \[126, 126\] is larger than the crop'):
         load_bundle(b)
+    cv2.imwrite(str(tmp_path / 'img.jpg'), np.zeros((40, 60, 3), np.uint8))  # inputs are checked first
     r = subprocess.run([sys.executable, str(ROOT / 'tools/infer.py'), DEMO_UPERNET, trained['upernet'],
-                        str(tmp_path), '--out', str(tmp_path / 'o'), '--slide', '112', '140'],
+                        str(tmp_path / 'img.jpg'), '--out', str(tmp_path / 'o'), '--slide', '112', '140'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         'error: test_cfg: slide stride [140, 140] is larger than the crop [112, 112]: pixels between windows '

@@ -462,12 +462,19 @@ def test_auto_scale_lr_scales_to_the_run_batch(demo_data, tmp_path):
     off, the lr is the config's at any batch; a config without a base is refused."""
     from perception.apis import ConfigError
 
-    def head_lr(bs, scale, accum=1, **extra):
-        opts = dict(_opts(demo_data), **{'train_dataloader.batch_size': bs, 'train_cfg.max_iters': 1,
-                                         'optim_wrapper.accumulative_counts': accum}, **extra)
-        runner = train(DEMO_LINEAR, work_dir=str(tmp_path / f'{bs}_{scale}_{accum}'), fp32=True, cfg_options=opts,
-                       auto_scale_lr=scale)
-        return max(g['initial_lr'] for g in runner.optim_wrapper.optimizer.param_groups)  # the head's: no decay
+    from perception.apis import build_runner
+
+    def head_lr(bs, scale, accum=1):
+        """The lr mmengine's Runner gives the head (no layer decay) when it builds the optimizer for
+        training: ``build_optim_wrapper`` then ``scale_lr``, as ``Runner.train`` does."""
+        opts = dict(_opts(demo_data), **{'train_dataloader.batch_size': bs,
+                                         'optim_wrapper.accumulative_counts': accum})
+        cfg = prepare_config(DEMO_LINEAR, str(tmp_path / f'{bs}_{scale}_{accum}'), fp32=True, cfg_options=opts,
+                             auto_scale_lr=scale)
+        runner = build_runner(cfg)
+        wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+        runner.scale_lr(wrapper, runner.auto_scale_lr)
+        return max(g['lr'] for g in wrapper.optimizer.param_groups)
     assert head_lr(2, False) == head_lr(4, False) == pytest.approx(1e-3)
     assert head_lr(2, True) == pytest.approx(1e-3 * 2 / 8)
     assert head_lr(4, True) == pytest.approx(1e-3 * 4 / 8)
