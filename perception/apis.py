@@ -417,10 +417,11 @@ def _finish_dist():
 
 def test(config, checkpoint: Optional[str], work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
          launcher: str = 'none', show_dir: Optional[str] = None, out: Optional[str] = None,
-         random_init: bool = False):
+         random_init: bool = False, tta: bool = False):
     """Evaluate a checkpoint strictly; returns metrics. Segmentors: this project's or InternVL's ADE20K
     releases (format C); classifiers: this project's, heads from tools/linear_probe.py, or format D.
-    ``random_init`` (no checkpoint): the model's own random initialisation, for smoke runs."""
+    ``random_init`` (no checkpoint): the model's own random initialisation, for smoke runs; ``tta``:
+    multi-scale + flip test-time augmentation (segmentors, ``perception.segmentation.tta``)."""
     from .classification.checkpoint import load_classifier_checkpoint
     from .segmentation.checkpoint import load_segmentor_checkpoint
     if bool(checkpoint) == bool(random_init):
@@ -432,6 +433,8 @@ def test(config, checkpoint: Optional[str], work_dir: Optional[str] = None, cfg_
         cfg.pop('runner_type')
         print_log(f'testing with mmengine\'s Runner; the config\'s {strategy} is for training', logger='current')
     if cfg.get('default_scope') == 'mmpretrain':
+        if tta:
+            raise ConfigError(f'{cfg.filename}: --tta is for segmentation configs')
         cfg.load_from = None
         runner = build_runner(cfg)
         if random_init:
@@ -440,6 +443,13 @@ def test(config, checkpoint: Optional[str], work_dir: Optional[str] = None, cfg_
             load_classifier_checkpoint(runner.model, checkpoint)
         return runner.test()
     cfg.load_from = None
+    if tta:
+        from .segmentation.tta import enable_tta
+        enable_tta(cfg)
+        import math
+        views = math.prod(len(t) for t in cfg.tta_pipeline[-1]['transforms'])
+        print_log(f'test-time augmentation: {views} views per image, softmax averaged ({cfg.model.type})',
+                  logger='current')
     if show_dir:
         vis = cfg.default_hooks.setdefault('visualization', dict(type='SegVisualizationHook'))
         vis['draw'] = True
@@ -449,8 +459,9 @@ def test(config, checkpoint: Optional[str], work_dir: Optional[str] = None, cfg_
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     runner = build_runner(cfg)
+    segmentor = runner.model.module if tta else runner.model
     if random_init:
-        runner.model.init_weights()
+        segmentor.init_weights()
     else:
-        load_segmentor_checkpoint(runner.model, checkpoint)
+        load_segmentor_checkpoint(segmentor, checkpoint)
     return runner.test()

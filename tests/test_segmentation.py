@@ -504,3 +504,35 @@ def test_random_init_runs_a_shipped_config_without_its_weights(demo_data, tmp_pa
     assert label.shape == img.shape[:2] and int(label.max()) < 150
     with pytest.raises(ValueError, match='not both'):
         init_segmentor(cfg300, 'x.pth', random_init=True)
+
+
+def test_tta_views_for_the_ade20k_configs():
+    from perception.segmentation.tta import enable_tta
+    cfg = Config.fromfile(str(ROOT / 'mmcfg/internvit/upernet_internvit-6b-frozen_8xb2-80k_ade20k-504x504.py'))
+    enable_tta(cfg)
+    aug = cfg.test_dataloader.dataset.pipeline[-1]
+    assert aug['type'] == 'TestTimeAug' and cfg.model.type == 'SegTTAModel'
+    assert [t['short_side'] for t in aug['transforms'][0]] == [252, 378, 504, 630, 756, 882]  # x14, 0.5-1.75
+    assert [t['prob'] for t in aug['transforms'][1]] == [0.0, 1.0]
+    assert [t[0]['type'] for t in aug['transforms'][2:]] == ['LoadAnnotations', 'CheckSegMap', 'PackSegInputs']
+    assert cfg.model.module.test_cfg.mode == 'slide'  # every view slides as the single-scale test does
+
+
+def test_tta_runs_on_the_demo_data_and_changes_the_prediction(demo_data, tmp_path):
+    opts = _opts(demo_data, iters=12, **{'optim_wrapper.optimizer.lr': 1e-2})  # enough to leave the prior
+    train(DEMO_UPERNET, work_dir=str(tmp_path / 'w'), fp32=True, cfg_options=opts)
+    ckpt = str(tmp_path / 'w' / 'iter_12.pth')
+    plain = run_test(DEMO_UPERNET, ckpt, work_dir=str(tmp_path / 't1'), cfg_options=opts, out=str(tmp_path / 'p'))
+    tta = run_test(DEMO_UPERNET, ckpt, work_dir=str(tmp_path / 't2'), cfg_options=opts, out=str(tmp_path / 'a'),
+                   tta=True)
+    assert set(plain) == set(tta) and 'mIoU' in tta
+    import cv2
+    names = sorted(os.listdir(tmp_path / 'p'))
+    assert names and names == sorted(os.listdir(tmp_path / 'a'))
+    changed = 0
+    for n in names:
+        a, b = cv2.imread(str(tmp_path / 'p' / n), -1), cv2.imread(str(tmp_path / 'a' / n), -1)
+        assert a.shape == b.shape  # predictions back at the image size
+        changed += int((a != b).sum())
+        assert len(np.unique(a)) > 1, n  # a model that predicts something
+    assert changed > 0

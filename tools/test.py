@@ -23,6 +23,8 @@ def main(argv=None):
     p.add_argument('checkpoint', nargs='?')
     p.add_argument('--random-init', action='store_true',
                    help='no checkpoint: random weights, without the config\'s pretrained backbone (smoke runs)')
+    p.add_argument('--tta', action='store_true',
+                   help='multi-scale (0.5-1.75, sizes rounded to 14) + flip test-time augmentation (mmseg SegTTAModel)')
     p.add_argument('--work-dir')
     p.add_argument('--show-dir', help='write prediction overlays here')
     p.add_argument('--out', help='write label maps here')
@@ -38,7 +40,8 @@ def main(argv=None):
     try:
         metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
                        cfg_options=compile_options(args.compile, args.cfg_options),
-                       launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init)
+                       launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init,
+                       tta=args.tta)
     except (ConfigError, CheckpointError) as e:  # bad input: one line, no traceback
         return report(e)
     print({k: round(float(v), 2) for k, v in (metrics or {}).items()})
