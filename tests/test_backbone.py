@@ -277,3 +277,26 @@ def test_pyramid_layernorm_is_fp32_channels_first():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         yb = ln(x.bfloat16())
     assert yb.dtype == torch.bfloat16 and torch.allclose(yb.float(), exp, atol=0.05, rtol=0.02)
+
+
+def test_frozen_backbone_held_in_bf16_computes_as_the_fp32_one():
+    """weights_dtype='bf16' (the one-GPU configs): every weight bf16 from the start, the forward casts
+    its input and returns fp32, close to the fp32 model holding the same (bf16-rounded) weights."""
+    from perception.models import InternViT
+    tiny = dict(embed_dims=96, num_layers=4, num_heads=4, feedforward_channels=384, norm_type='rms_norm',
+                qk_normalization=True, qkv_bias=False, patch_size=14, img_size=224)
+    ref = InternViT(tiny, out_indices=(1, 3), frozen=True)
+    ref.init_weights()
+    ref.load_state_dict({k: v.to(torch.bfloat16).float() for k, v in ref.state_dict().items()})
+    low = InternViT(tiny, out_indices=(1, 3), frozen=True, weights_dtype='bf16')
+    assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
+    assert float(low.blocks[0].norm1.weight.float().mean()) == 1.0  # constructor values, not garbage
+    low.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 112, 140)
+    for a, b in zip(ref(x), low(x)):
+        assert b.dtype == torch.float32 and not b.requires_grad
+        assert float((a - b).abs().max()) < 0.03 * float(a.abs().max())
+    with pytest.raises(ValueError, match='needs frozen=True'):
+        InternViT(tiny, weights_dtype='bf16')
+    with pytest.raises(ValueError, match="weights_dtype must be None, 'bf16' or 'fp16'"):
+        InternViT(tiny, frozen=True, weights_dtype='int8')

@@ -536,3 +536,75 @@ def test_tta_runs_on_the_demo_data_and_changes_the_prediction(demo_data, tmp_pat
         changed += int((a != b).sum())
         assert len(np.unique(a)) > 1, n  # a model that predicts something
     assert changed > 0
+
+
+def _seg_batch(n, seed):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    imgs, samples = [], []
+    for _ in range(n):
+        imgs.append(torch.randint(0, 256, (3, 112, 112), dtype=torch.uint8, generator=g))
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 6, (1, 112, 112), generator=g))
+        s.set_metainfo(dict(img_shape=(112, 112), ori_shape=(112, 112), pad_shape=(112, 112)))
+        samples.append(s)
+    return imgs, samples
+
+
+def test_gradient_accumulation_equals_the_large_batch_step():
+    """The one-GPU configs keep batch 16 as 2 x 8 accumulated steps: one optimizer update over k
+    micro-batches equals the update over one batch of them all (mmengine's OptimWrapper divides each
+    loss by k; the losses are per-pixel means over equal-size batches). BatchNorm is put in eval mode:
+    its batch statistics are per micro-batch (the reference's SyncBN saw 16 images), the one
+    difference accumulation cannot remove (dropout, random per pass, is off). Without accumulation the
+    result differs."""
+    import copy
+
+    import perception  # noqa: F401
+    from mmengine.optim import build_optim_wrapper
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(DEMO_UPERNET)
+    cfg.model.backbone.frozen = True
+    for h in ('decode_head', 'auxiliary_head'):
+        cfg.model[h].norm_cfg = dict(type='BN', requires_grad=True)
+        cfg.model[h].dropout_ratio = 0.0  # random by nature: no two runs see the same mask
+    torch.manual_seed(0)
+    base = MODELS.build(cfg.model)
+    base.init_weights()
+    imgs, samples = _seg_batch(4, seed=1)
+
+    def run(k, chunks):
+        model = copy.deepcopy(base).train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        ow = build_optim_wrapper(model, dict(type='OptimWrapper', accumulative_counts=k,
+                                             optimizer=dict(type='SGD', lr=0.5)))
+        for i in range(0, 4, 4 // chunks):
+            j = i + 4 // chunks
+            model.train_step(dict(inputs=imgs[i:j], data_samples=samples[i:j]), ow)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    big, accumulated, unaccumulated = run(1, 1), run(2, 2), run(1, 2)
+    start = {n: p for n, p in base.named_parameters() if p.requires_grad}
+    moved = max(float((big[n] - start[n]).abs().max()) for n in big)
+    assert moved > 1e-3
+    for n in big:
+        assert torch.allclose(big[n], accumulated[n], atol=1e-6 * max(1.0, moved), rtol=1e-5), n
+    assert max(float((big[n] - unaccumulated[n]).abs().max()) for n in big) > 100 * 1e-6 * max(1.0, moved)
+
+
+def test_schedules_count_optimizer_steps_under_accumulation(demo_data, tmp_path):
+    """AccumulationSchedulerHook: 8 iterations with accumulative_counts=4 are 2 optimizer steps, and
+    the schedules advance 2 steps (the stock hook would advance 8)."""
+    opts = _opts(demo_data, iters=8, **{'optim_wrapper.accumulative_counts': 4,
+                                        'default_hooks.param_scheduler': dict(type='AccumulationSchedulerHook'),
+                                        'param_scheduler': [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
+                                                                 begin=0, end=4)]})
+    runner = train(DEMO_LINEAR, work_dir=str(tmp_path / 'w'), fp32=True, cfg_options=opts)
+    assert runner.iter == 8
+    assert [s.last_step for s in runner.param_schedulers] == [2]
+    lr = max(g['lr'] for g in runner.optim_wrapper.optimizer.param_groups)
+    assert lr == pytest.approx(max(g['initial_lr'] for g in runner.optim_wrapper.optimizer.param_groups) *
+                               (0.1 + 0.9 * 2 / 3))  # mmengine: LinearLR reaches 1 at step end - 1

@@ -90,3 +90,33 @@ class ParamSyncCheckHook(Hook):
 
     def after_train(self, runner):
         self._check(runner, runner.iter)
+
+
+@register('HOOKS', 'mmseg', 'mmpretrain')
+class AccumulationSchedulerHook(Hook):
+    """mmengine's ``ParamSchedulerHook`` that steps the iteration-based schedules once per optimizer
+    update instead of once per iteration. With ``optim_wrapper.accumulative_counts = k`` a schedule
+    then counts optimizer steps (warmup 1500, poly to 80000) exactly as the k-GPU recipe does, while
+    ``train_cfg.max_iters`` counts forward passes (k x the steps). With k = 1 it is the stock hook."""
+
+    priority = 'LOW'
+
+    def __init__(self):
+        from mmengine.hooks import ParamSchedulerHook
+        self._stock = ParamSchedulerHook()
+
+    @staticmethod
+    def _updated(runner) -> bool:
+        ow = runner.optim_wrapper
+        wrappers = list(ow.values()) if hasattr(ow, 'values') else [ow]
+        return all(w.should_update() for w in wrappers)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._updated(runner):  # the optimizer stepped in this iteration
+            self._stock.after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    def after_train_epoch(self, runner):
+        self._stock.after_train_epoch(runner)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._stock.after_val_epoch(runner, metrics)

@@ -22,6 +22,11 @@ class InternViT(InternVisionTransformer, BaseModule):
         drop_path_rate: stochastic depth of the last block (linear from 0).
         with_cp: activation checkpointing per block while training.
         frozen: no trainable parameters, forward without autograd, always in eval mode.
+        weights_dtype: None (fp32 parameters) or 'bf16' / 'fp16' with ``frozen=True``: the weights are
+            built and held in that dtype only (no fp32 copy at any point: built on the meta device,
+            allocated in the dtype, filled by ``init_weights``), the input is cast to it and the
+            outputs are returned in fp32. The 6B then holds 11.8 GB instead of 23.6 GB; the released
+            weights are bf16, so 'bf16' holds them exactly. For a frozen backbone on one GPU.
         output_cls_token: each output is ``[feature_map, cls_token]`` instead of the map alone.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads any released InternViT file.
         img_size: overrides the arch's pretraining size, i.e. the grid ``pos_embed`` is kept at (a
@@ -37,12 +42,29 @@ class InternViT(InternVisionTransformer, BaseModule):
     def __init__(self, arch: Union[str, dict] = '6b', out_indices: Union[int, Sequence[int]] = (-1,),
                  attn_backend: str = 'auto', drop_path_rate: float = 0., with_cp: bool = False,
                  frozen: bool = False, output_cls_token: bool = False, init_cfg: Optional[dict] = None,
-                 img_size: Optional[int] = None, compile_blocks=False):
+                 img_size: Optional[int] = None, compile_blocks=False, weights_dtype: Optional[str] = None):
         BaseModule.__init__(self, init_cfg=init_cfg)
         if img_size is not None:  # the position-embedding grid, e.g. 504 for InternVL's tuned segmentors
             from ..layers.vision_transformer import parse_arch
             arch = dict(parse_arch(arch), img_size=int(img_size))
-        self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
+        low = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+        if weights_dtype not in low:
+            raise ValueError(f"weights_dtype must be None, 'bf16' or 'fp16', got {weights_dtype!r}")
+        if weights_dtype and not frozen:
+            raise ValueError(f'weights_dtype={weights_dtype!r} needs frozen=True: trained weights stay fp32 (mixed '
+                             'precision trains them through autocast)')
+        self.weights_dtype = low[weights_dtype]
+        if self.weights_dtype is None:
+            self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
+        else:  # never an fp32 copy: build on meta, allocate in the dtype, reset (init_weights fills it)
+            with torch.device('meta'):
+                self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
+            self.to(self.weights_dtype)
+            self.to_empty(device='cpu')
+            with torch.no_grad():
+                for m in self.modules():
+                    if hasattr(m, 'reset_parameters'):
+                        m.reset_parameters()
         self.out_indices = tuple(self.normalize_indices(out_indices))
         if not self.out_indices:
             raise ValueError('out_indices is empty')
@@ -79,6 +101,10 @@ class InternViT(InternVisionTransformer, BaseModule):
     def forward(self, x: torch.Tensor):
         if self.frozen:
             with torch.no_grad():
+                if self.weights_dtype is not None:  # low-precision weights: compute in them, return fp32
+                    # (the dtype the weights have now: export.lowmem.fp32_compute widens them per module)
+                    out = self._forward(x.to(self.cls_token.dtype))
+                    return tuple([t.float() for t in o] if isinstance(o, list) else o.float() for o in out)
                 return self._forward(x)
         return self._forward(x)
 
