@@ -106,6 +106,9 @@ def test_documented_command_is_valid(doc, line, cmd, monkeypatch):
             assert len(args) >= 2 and args[1].isdigit(), f'{where}: expected CONFIG NUM_PROCS'
             return
         monkeypatch.chdir(ROOT)
+        import torch  # commands for GPU machines (--device cuda) parse as they would there
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+        monkeypatch.setattr(torch.cuda, 'device_count', lambda: 8)
         try:
             _parse_only(tool, args)
         except SystemExit as e:

@@ -6,7 +6,7 @@ from typing import List, Optional
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
-from mmseg.datasets import ADE20KDataset
+from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
 from ..deploy.runtime import png_conversion_note
 from .demo_data import CLASSES as DEMO_CLASSES
@@ -24,21 +24,9 @@ def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
     return [items[i] for i in order[:keep]]
 
 
-@register('DATASETS', 'mmseg')
-class PerceptionADE20KDataset(ADE20KDataset):
-    """mmseg's ``ADE20KDataset`` (150 classes, ``reduce_zero_label=True``) with:
-
-    * a clear error naming the folder when the image or annotation folder is missing, and naming the
-      image when its annotation is missing;
-    * ``few_shot_divisor=N``: keep a seeded-shuffle subset of ``len // N`` images (few-shot runs);
-      the chosen files are in ``self.subset_files`` (``FewShotSubsetHook`` saves them in the work dir).
-    """
-
-    def __init__(self, few_shot_divisor: Optional[int] = None, few_shot_seed: int = 0, **kwargs):
-        self.few_shot_divisor = few_shot_divisor
-        self.few_shot_seed = few_shot_seed
-        self.subset_files: Optional[List[str]] = None
-        super().__init__(**kwargs)
+class _CheckedSegData:
+    """The checks of every segmentation dataset here (ADE20K layout or your own), ahead of mmseg's
+    base class in the MRO: folders, annotations and label maps named when wrong."""
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get('img_path', '')
@@ -87,6 +75,38 @@ class PerceptionADE20KDataset(ADE20KDataset):
             if any(f and f in str(e) for f in files):
                 raise
             raise ValueError(f'sample {idx} ({", ".join(f for f in files if f)}): {type(e).__name__}: {e}') from e
+
+
+@register('DATASETS', 'mmseg')
+class PerceptionADE20KDataset(_CheckedSegData, ADE20KDataset):
+    """mmseg's ``ADE20KDataset`` (150 classes, ``reduce_zero_label=True``) with:
+
+    * a clear error naming the folder when the image or annotation folder is missing, and naming the
+      image when its annotation is missing;
+    * ``few_shot_divisor=N``: keep a seeded-shuffle subset of ``len // N`` images (few-shot runs);
+      the chosen files are in ``self.subset_files`` (``FewShotSubsetHook`` saves them in the work dir).
+    """
+
+    def __init__(self, few_shot_divisor: Optional[int] = None, few_shot_seed: int = 0, **kwargs):
+        self.few_shot_divisor = few_shot_divisor
+        self.few_shot_seed = few_shot_seed
+        self.subset_files: Optional[List[str]] = None
+        super().__init__(**kwargs)
+
+@register('DATASETS', 'mmseg')
+class PerceptionSegDataset(_CheckedSegData, BaseSegDataset):
+    """Your own data: a folder of images and a folder of label maps (``docs/custom_dataset.md``), the
+    class names and palette from ``metainfo=dict(classes=..., palette=...)`` in the config, with the
+    same checks as the ADE20K loader (missing folders and annotations, images of another type,
+    label maps that would change meaning, unreadable files: each named)."""
+
+    def __init__(self, few_shot_divisor: Optional[int] = None, few_shot_seed: int = 0, **kwargs):
+        if not (kwargs.get('metainfo') or {}).get('classes'):
+            raise ValueError('PerceptionSegDataset needs metainfo=dict(classes=(...), palette=[...]) in the config')
+        self.few_shot_divisor = few_shot_divisor
+        self.few_shot_seed = few_shot_seed
+        self.subset_files: Optional[List[str]] = None
+        super().__init__(**kwargs)
 
 
 @register('DATASETS', 'mmseg')
