@@ -6,7 +6,8 @@ from typing import List, Optional
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
-from mmseg.datasets import ADE20KDataset, BaseSegDataset
+from mmseg.datasets import (ADE20KDataset, BaseSegDataset, CityscapesDataset, COCOStuffDataset,
+                            PascalContextDataset59)
 
 from ..deploy.runtime import png_conversion_note
 from .demo_data import CLASSES as DEMO_CLASSES
@@ -27,6 +28,10 @@ def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
 class _CheckedSegData:
     """The checks of every segmentation dataset here (ADE20K layout or your own), ahead of mmseg's
     base class in the MRO: folders, annotations and label maps named when wrong."""
+
+    few_shot_divisor: Optional[int] = None  # the ADE20K loader takes these as arguments
+    few_shot_seed: int = 0
+    subset_files: Optional[List[str]] = None
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get('img_path', '')
@@ -107,6 +112,24 @@ class PerceptionSegDataset(_CheckedSegData, BaseSegDataset):
         self.few_shot_seed = few_shot_seed
         self.subset_files: Optional[List[str]] = None
         super().__init__(**kwargs)
+
+
+@register('DATASETS', 'mmseg')
+class PerceptionCOCOStuffDataset(_CheckedSegData, COCOStuffDataset):
+    """COCO-Stuff-164k (171 classes; ``images/{train,val}2017/*.jpg`` with
+    ``annotations/{train,val}2017/*_labelTrainIds.png``, mmseg's converted layout), with the checks."""
+
+
+@register('DATASETS', 'mmseg')
+class PerceptionPascalContextDataset59(_CheckedSegData, PascalContextDataset59):
+    """Pascal Context-59 (``VOC2010/JPEGImages``, ``SegmentationClassContext/*.png``, the split lists in
+    ``ImageSets/SegmentationContext/{train,val}.txt``; label 0 is background: reduce_zero_label)."""
+
+
+@register('DATASETS', 'mmseg')
+class PerceptionCityscapesDataset(_CheckedSegData, CityscapesDataset):
+    """Cityscapes (19 classes; ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with
+    ``gtFine/<split>/<city>/*_gtFine_labelTrainIds.png``), with the checks."""
 
 
 @register('DATASETS', 'mmseg')
