@@ -47,7 +47,10 @@ LEAF_CONFIGS = sorted(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) + sorted(gl
 
 
 def test_config_count():
-    assert len(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) == 32  # 4 backbones x 8 experiments
+    ade = glob.glob(str(ROOT / 'mmcfg/internvit/*_ade20k-*.py'))
+    assert len([f for f in ade if '_1xb2-accum8-' not in f]) == 32  # 4 backbones x 8 experiments
+    assert len([f for f in ade if '_1xb2-accum8-' in f]) == 6  # 3 6B releases x (linear, UperNet) on one GPU
+    assert len(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) == 38 + 12  # + 3 datasets x 2 heads x 2 backbones
     assert len(glob.glob(str(ROOT / 'mmcfg/demo/*.py'))) == 2
 
 
@@ -529,12 +532,13 @@ def test_tta_runs_on_the_demo_data_and_changes_the_prediction(demo_data, tmp_pat
     import cv2
     names = sorted(os.listdir(tmp_path / 'p'))
     assert names and names == sorted(os.listdir(tmp_path / 'a'))
-    changed = 0
+    changed, seen = 0, set()
     for n in names:
         a, b = cv2.imread(str(tmp_path / 'p' / n), -1), cv2.imread(str(tmp_path / 'a' / n), -1)
         assert a.shape == b.shape  # predictions back at the image size
         changed += int((a != b).sum())
-        assert len(np.unique(a)) > 1, n  # a model that predicts something
+        seen.update(np.unique(a).tolist())
+    assert len(seen) > 1  # a model that predicts something
     assert changed > 0
 
 

@@ -57,10 +57,12 @@ class InternViT(InternVisionTransformer, BaseModule):
         if self.weights_dtype is None:
             self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
         else:  # never an fp32 copy: build on meta, allocate in the dtype, reset (init_weights fills it)
+            on_meta = torch.empty(0).device.type == 'meta'  # built under torch.device('meta'): stay there
             with torch.device('meta'):
                 self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
             self.to(self.weights_dtype)
-            self.to_empty(device='cpu')
+            if not on_meta:
+                self.to_empty(device='cpu')
             with torch.no_grad():
                 for m in self.modules():
                     if hasattr(m, 'reset_parameters'):
