@@ -31,7 +31,7 @@ def build_eval_dataset(cfg, split: str):
     from mmpretrain.registry import DATASETS
     from ..datasets import pass_num_classes
     init_default_scope('mmpretrain')
-    dcfg = copy.deepcopy(pass_num_classes(copy.deepcopy(cfg))[f'{split}_dataloader']['dataset'])
+    dcfg = pass_num_classes(copy.deepcopy(cfg))[f'{split}_dataloader']['dataset']  # one copy, not two
     dcfg['pipeline'] = copy.deepcopy(cfg.test_pipeline)
     return DATASETS.build(dcfg), dcfg['pipeline']
 
