@@ -34,16 +34,11 @@ def main(argv=None):
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    from perception.apis import ConfigError
-    from perception.checkpoint.errors import CheckpointError
-    from perception.deploy.cli import report
-    try:
-        metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
-                       cfg_options=compile_options(args.compile, args.cfg_options),
-                       launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init,
-                       tta=args.tta)
-    except (ConfigError, CheckpointError) as e:  # bad input: one line, no traceback
-        return report(e)
+    # bad input (a config, a checkpoint) raises an InputError: run_main reports it in one line
+    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
+                   cfg_options=compile_options(args.compile, args.cfg_options),
+                   launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init,
+                   tta=args.tta)
     print({k: round(float(v), 2) for k, v in (metrics or {}).items()})
 
 

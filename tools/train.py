@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report, run_main  # noqa: E402  (torch-free)
+from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
 from perception.apis import DictAction, add_compile_argument, compile_options, train  # noqa: E402
 
 
@@ -41,15 +41,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from perception.checkpoint.errors import CheckpointError
-    from perception.apis import ConfigError
-    from perception.engine.checkpoints import WorkDirError
-    try:
-        train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
-              cfg_options=compile_options(args.compile, args.cfg_options), launcher=args.launcher,
-              auto_scale_lr=args.auto_scale_lr, random_init=args.random_init)
-    except (WorkDirError, CheckpointError, ConfigError) as e:  # bad input: one line, no traceback
-        return report(e)
+    # bad input (a config, a checkpoint, a work dir) raises an InputError: run_main reports it in one line
+    train(args.config, work_dir=args.work_dir, resume=args.resume or False, amp=args.amp, fp32=args.fp32,
+          cfg_options=compile_options(args.compile, args.cfg_options), launcher=args.launcher,
+          auto_scale_lr=args.auto_scale_lr, random_init=args.random_init)
     if args.launcher != 'none':
         # All ranks passed a barrier and the process group is destroyed (perception.apis.train). Skip
         # the interpreter's teardown: gloo's background threads, destroyed during static destruction,
