@@ -11,8 +11,11 @@ install:
 demo: install
 	$(PY) tools/demo.py
 
+# 2 pytest-xdist workers, one test file each at a time (module fixtures are built once); the cores are
+# shared between them (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install
 	$(PY) tools/benchmark.py --preset 6b-block --size 504 --dtype fp32 bf16 --backend math sdpa

@@ -1,6 +1,5 @@
 """Bad input to every tool is one line naming the file, key or value (docs/reliability.md, cases 39-);
 classification data that would train wrong is refused; conversions that change an image are announced."""
-import importlib.util
 import json
 import logging
 import os
@@ -13,27 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_UPERNET = str(ROOT / 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py')
 DEMO_CLS = str(ROOT / 'mmcfg/classification/internvit-tiny_linear-probe_1xb64-10e_demo-shapes-cls-112px.py')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _run(capsys, name, *argv):
     """The tool's ``main`` as its ``__main__`` runs it; returns (status, last stderr line, all stderr)."""
-    from perception.deploy.cli import run_main
-    mod = _tool(name)
-    try:
-        status = run_main(mod.main, [str(a) for a in argv])
-    except SystemExit as e:  # argparse
-        status = e.code
-    err = capsys.readouterr().err
+    status, err = run_tool(capsys, name, *argv)
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     return status, (lines[-1] if lines else ''), err
 

@@ -5,12 +5,14 @@ first snippet runs and prints what its comments say. Commands that need the rele
 dataset or GPUs are parsed, not run (placeholders such as CONFIG / CHECKPOINT are kept)."""
 import argparse
 import ast
-import importlib.util
+import importlib
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / 'README.md', ROOT / 'checkpoints' / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
@@ -52,9 +54,7 @@ class _Parsed(Exception):
 
 def _parse_only(tool: Path, argv):
     """Run the tool's ``main(argv)`` until its parser has parsed the command line."""
-    spec = importlib.util.spec_from_file_location(f'_doc_{tool.stem}', tool)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool(tool)
     originals = {name: getattr(argparse.ArgumentParser, name) for name in ('parse_args', 'parse_intermixed_args')}
     wanted = []
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FSDP = ROOT / 'mmcfg/scale/upernet_internvit-tiny_fsdp-2xb4-100_demo-shapes-112x112.py'
 PY = str(ROOT / '.venv/bin/python') if (ROOT / '.venv/bin/python').exists() else sys.executable
@@ -51,11 +53,6 @@ def dist_train(cfg, work_dir, *args, env=None):
 def train_one(cfg, work_dir):
     return subprocess.run([PY, str(ROOT / 'tools/train.py'), str(cfg), '--work-dir', str(work_dir)],
                           capture_output=True, text=True, env=_env(), timeout=600)
-
-
-def tool(name, *args):
-    return subprocess.run([PY, str(ROOT / 'tools' / name), *map(str, args)], capture_output=True, text=True,
-                          env=_env(), timeout=600)
 
 
 def probes(work_dir, ranks=2):
@@ -85,6 +82,8 @@ def fsdp_setup(tmp_path_factory):
     from mmseg.registry import MODELS
 
     from perception.datasets.demo_data import make_demo_dataset
+    from perception.setup_env import register_all_modules
+    register_all_modules()  # this file may run alone (or first in a pytest-xdist worker)
     d = tmp_path_factory.mktemp('fsdp')
     data = make_demo_dataset(d / 'data', seed=5, num_train=24, num_val=2)
     overrides = f"""
@@ -121,7 +120,7 @@ randomness = dict(seed=0)
     return dict(dir=d, data=data, fsdp=fsdp, single=single, n_params=len(list(model.parameters())))
 
 
-def test_fsdp_two_ranks_equal_one_process_with_twice_the_batch(fsdp_setup):
+def test_fsdp_two_ranks_equal_one_process_with_twice_the_batch(fsdp_setup, capsys):
     d = fsdp_setup['dir']
     _ok(train_one(fsdp_setup['single'], d / 'w_single'))
     one, = probes(d / 'w_single', 1)
@@ -138,8 +137,8 @@ def test_fsdp_two_ranks_equal_one_process_with_twice_the_batch(fsdp_setup):
     assert any(v[1] == 0 for v in one['groups'].values()) and any(v[1] > 0 for v in one['groups'].values())
 
     # consolidation of the final sharded checkpoint == the single process's final weights
-    out = tool('consolidate_checkpoint.py', d / 'w_fsdp', d / 'consolidated.pth')
-    assert out.returncode == 0, out.stderr[-3000:]
+    status, err = run_tool(capsys, 'consolidate_checkpoint', d / 'w_fsdp', d / 'consolidated.pth')
+    assert status == 0, err[-3000:]
     from perception.checkpoint import torch_load
     fsdp_sd = torch_load(d / 'consolidated.pth')[0]['state_dict']
     one_sd = torch_load(d / 'w_single' / f'iter_{ITERS}.pth')[0]['state_dict']
@@ -149,17 +148,23 @@ def test_fsdp_two_ranks_equal_one_process_with_twice_the_batch(fsdp_setup):
         moved = (ref - init_sd[k]).norm()
         assert (fsdp_sd[k] - ref).norm() <= 0.02 * moved + 1e-7, (k, (fsdp_sd[k] - ref).norm(), moved)
 
-    # the consolidated file is an ordinary checkpoint: test, infer and export load it strictly
-    out = tool('test.py', fsdp_setup['fsdp'], d / 'consolidated.pth', '--work-dir', d / 'w_test')
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'loaded segmentor checkpoint' in out.stdout + out.stderr and 'mIoU' in out.stdout + out.stderr
-    imgs = sorted(glob.glob(str(fsdp_setup['data'] / 'images' / 'validation' / '*')))
-    out = tool('infer.py', fsdp_setup['fsdp'], d / 'consolidated.pth', imgs[0], '--out', d / 'infer')
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert list((d / 'infer').glob('*.png'))
-    out = tool('export.py', fsdp_setup['fsdp'], d / 'consolidated.pth', '--format', 'safetensors', '--dtype', 'fp32',
-               '--out', d / 'bundle')
-    assert out.returncode == 0, out.stderr[-3000:]
+    # the consolidated file is an ordinary checkpoint: test, infer and export load it strictly (in this
+    # process, through the functions the tools call: a tool's start-up costs more than the work here)
+    import cv2
+    from perception.apis import test as run_test
+    from perception.export import export_segmentor
+    from perception.inference import init_segmentor, segment
+    metrics = run_test(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'), work_dir=str(d / 'w_test'))
+    assert 'mIoU' in metrics
+    model = init_segmentor(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, fsdp_sd[k]), k
+    img = cv2.imread(sorted(glob.glob(str(fsdp_setup['data'] / 'images' / 'validation' / '*')))[0])
+    label, _ = segment(model, img)
+    assert label.shape == img.shape[:2]
+    m = export_segmentor(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'), d / 'bundle', formats=('safetensors',),
+                         dtype='fp32')
+    assert m['source']['checkpoint_sha256']
 
 
 def test_fsdp_resume_after_kill_reproduces_the_uninterrupted_run(fsdp_setup):
@@ -182,20 +187,20 @@ def test_fsdp_resume_after_kill_reproduces_the_uninterrupted_run(fsdp_setup):
             assert loss == pytest.approx(ref[r]['losses'][k], rel=1e-6, abs=0), (r, k)
 
 
-def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path):
+def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path, capsys):
     d = fsdp_setup['dir']
     src = tmp_path / 'iter_6.pth'
     shutil.copytree(d / 'w_fsdp' / f'iter_{ITERS}.pth', src)
     out_file = tmp_path / 'out.pth'
     (src / 'rank1.pth').unlink()
-    out = tool('consolidate_checkpoint.py', src, out_file)
-    assert out.returncode != 0 and 'rank1.pth' in out.stderr and 'missing' in out.stderr
+    status, err = run_tool(capsys, 'consolidate_checkpoint', src, out_file)
+    assert status != 0 and 'rank1.pth' in err and 'missing' in err
     assert not out_file.exists() and not list(tmp_path.glob('.out.pth*'))
     shutil.copy(d / 'w_fsdp' / f'iter_{ITERS}.pth' / 'rank1.pth', src / 'rank1.pth')
     with open(src / 'rank1.pth', 'r+b') as f:
         f.truncate(os.path.getsize(src / 'rank1.pth') // 2)
-    out = tool('consolidate_checkpoint.py', src, out_file)
-    assert out.returncode != 0 and 'rank1.pth' in out.stderr and 'Traceback' not in out.stderr
+    status, err = run_tool(capsys, 'consolidate_checkpoint', src, out_file)
+    assert status != 0 and 'rank1.pth' in err and 'Traceback' not in err
     assert not out_file.exists() and not list(tmp_path.glob('.out.pth*'))
     # tools that take a checkpoint say what to do with a shard folder
     from perception.checkpoint import CheckpointError, open_checkpoint
@@ -206,14 +211,14 @@ def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path):
     plain.mkdir()
     torch.save({'state_dict': {}}, plain / 'iter_1.pth')
     (plain / 'last_checkpoint').write_text(str(plain / 'iter_1.pth'))
-    out = tool('consolidate_checkpoint.py', plain, out_file)
-    assert out.returncode != 0 and 'ordinary (not sharded) checkpoint' in out.stderr and not out_file.exists()
-    out = tool('consolidate_checkpoint.py', d / 'w_fsdp', tmp_path, '--force')
-    assert out.returncode != 0 and 'is a directory' in out.stderr
+    status, err = run_tool(capsys, 'consolidate_checkpoint', plain, out_file)
+    assert status != 0 and 'ordinary (not sharded) checkpoint' in err and not out_file.exists()
+    status, err = run_tool(capsys, 'consolidate_checkpoint', d / 'w_fsdp', tmp_path, '--force')
+    assert status != 0 and 'is a directory' in err
     # an existing output is not replaced without --force
     out_file.write_bytes(b'keep')
-    out = tool('consolidate_checkpoint.py', d / 'w_fsdp', out_file)
-    assert out.returncode != 0 and out_file.read_bytes() == b'keep'
+    status, err = run_tool(capsys, 'consolidate_checkpoint', d / 'w_fsdp', out_file)
+    assert status != 0 and out_file.read_bytes() == b'keep'
 
 
 def test_fsdp_memory_below_ddp_by_the_planned_ratio(fsdp_setup):
