@@ -23,6 +23,42 @@ from .layers.vision_transformer import ARCH_PRESETS, parse_arch
 
 
 
+def machine_line(device: str = 'cpu') -> str:
+    """Where and when a figure was measured, for the line every benchmark prints above its table: date,
+    CPU model with family/model and the features that decide bf16 speed (a bf16 matmul is native with
+    ``avx512_bf16`` or AMX, emulated on AVX2-only CPUs), usable cores, memory, torch and its threads;
+    the GPU's name on CUDA."""
+    import datetime
+    import platform
+    info = {}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                k, _, v = line.partition(':')
+                info[k.strip()] = v.strip()
+    except OSError:
+        pass
+    flags = set(info.get('flags', '').split())
+    feats = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
+    bf16 = 'native bf16' if {'avx512_bf16', 'amx_bf16'} & flags else 'no native bf16'
+    cpu = info.get('model name') or platform.processor() or platform.machine()
+    if 'cpu family' in info:
+        cpu += f" (family {info['cpu family']} model {info.get('model', '?')}; {', '.join(feats) or 'no AVX2'}; {bf16})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    try:
+        mem = next(int(ln.split()[1]) for ln in open('/proc/meminfo') if ln.startswith('MemTotal')) / 2 ** 20
+        mem_s = f', {mem:.1f} GiB'
+    except (OSError, StopIteration, ValueError):
+        mem_s = ''
+    where = f'{cpu}, {cores} cores{mem_s}'
+    if str(device).startswith('cuda') and torch.cuda.is_available():
+        where = f'{torch.cuda.get_device_name(torch.device(device))}; host {where}'
+    return (f'{datetime.date.today().isoformat()}, {where}, torch {torch.__version__} '
+            f'({torch.get_num_threads()} threads)')
+
+
 def bench_arch(preset: str, layers: int = None) -> dict:
     """``'6b-block'`` is the 6B's width with one block; ``layers`` overrides the depth of any preset."""
     if preset.endswith('-block'):

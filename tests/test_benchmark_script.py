@@ -1,3 +1,5 @@
+import datetime
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +32,17 @@ def test_cli_prints_table():
     assert out.returncode == 0, out.stderr
     assert '| 300m-block | 1 | 28x28 |' in out.stdout and 'forward / floor' in out.stdout
     assert out.stdout.count('| 300m-block attention |') == 2
+    assert out.stdout.startswith('# measured on: ')  # every printed table says where and when
+    first = out.stdout.splitlines()[0]
+    assert datetime.date.today().isoformat() in first and ' cores' in first and 'torch ' in first
+
+
+def test_machine_line_names_the_cpu_its_bf16_support_and_the_cores():
+    from perception.benchmark import machine_line
+    line = machine_line()
+    model = next(ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name'))
+    flags = next(ln.split(':', 1)[1].split() for ln in open('/proc/cpuinfo') if ln.startswith('flags'))
+    assert model in line and f'{len(os.sched_getaffinity(0))} cores' in line
+    native = 'avx512_bf16' in flags or 'amx_bf16' in flags
+    assert ('native bf16' in line and 'no native bf16' not in line) if native else 'no native bf16' in line
+    assert ('avx2' in line) == ('avx2' in flags)

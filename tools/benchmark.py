@@ -56,6 +56,8 @@ def main(argv=None):
         return compile_main(args)
 
     arch = bench_arch(args.preset, args.layers)
+    from perception.benchmark import machine_line
+    print(f'# measured on: {machine_line(args.device)}')
     print(f'# {args.preset}: width {arch["embed_dims"]}, {arch["num_layers"]} layer(s), '
           f'device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}')
     rows = []
@@ -84,7 +86,7 @@ def main(argv=None):
 
 def compile_main(args):
     import platform
-    from perception.benchmark import compile_comparison, format_compile_table
+    from perception.benchmark import compile_comparison, format_compile_table, machine_line
     arch = bench_arch(args.preset if args.preset.endswith('-block') else args.preset + '-block')
     cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')),
                platform.processor()) if args.device == 'cpu' else torch.cuda.get_device_name()
@@ -98,6 +100,7 @@ def compile_main(args):
               f"batch {args.batch}, {args.device} ({cpu}), {torch.get_num_threads()} threads, torch "
               f"{torch.__version__}; medians of {args.repeats} interleaved runs\n")
         print(format_compile_table(rows), flush=True)
+    print(f'# measured on: {machine_line(args.device)}')
 
 
 if __name__ == '__main__':

@@ -179,7 +179,9 @@ def main(argv=None):
             for ln in proc.stdout.splitlines() + proc.stderr.splitlines():
                 if 'loaded' in ln:
                     print(ln.strip()[:300])
-        print(f'\n# InternViT-6B (5.9 B params, bf16), {torch.get_num_threads()} threads, torch {torch.__version__}')
+        from perception.benchmark import machine_line
+        print(f'\n# measured on: {machine_line()}')
+        print(f'# InternViT-6B (5.9 B params, bf16), {torch.get_num_threads()} threads, torch {torch.__version__}')
         print('| format | load s | RSS after load GiB | peak RSS GiB | ' +
               ' | '.join(f'fwd {s}px s | fwd/floor {s}' for s in args.sizes) + ' |')
         print('|---|---|---|---|' + '---|---|' * len(args.sizes))

@@ -35,7 +35,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
 
-    from perception.benchmark import benchmark_export, latency_table
+    from perception.benchmark import benchmark_export, latency_table, machine_line
     from perception.inference import init_segmentor
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,6 +51,7 @@ def main(argv=None):
           f'warm-up; highest 1-min load average {max(r["load_avg"] for r in rows):.1f} on {os.cpu_count()} '
           'cores\n')
     print(latency_table(rows))
+    print(f'\n# measured on: {machine_line()}')
     return 0
 
 

@@ -106,6 +106,8 @@ def main(argv=None):
               f'wall min |\n|---|---|---|---|---|---|---|\n| {Path(args.config).stem} | {args.layers or "all"} | '
               f'{peak["VmHWM"]:.2f} | {peak["RssAnon"]:.2f} | {peak["RssFile"]:.2f} | {size / 1e9:.2f} | '
               f'{wall / 60:.1f} |')
+        from perception.benchmark import machine_line
+        print(f'\n# measured on: {machine_line()}')
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -50,6 +50,8 @@ def main(argv=None):
         plain = plain_probe_epoch_seconds(cfg, args.device)
         print(f"plain probe (backbone rerun, 1 head): {plain:.2f} s per epoch; cached sweep ({out['num_heads']} "
               f"heads): {out['epoch_s']:.3f} s per epoch -> {plain / out['epoch_s']:.0f}x less per epoch")
+        from perception.benchmark import machine_line
+        print(f'# measured on: {machine_line(args.device)}')
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ allocator's peak on a GPU. docs/segmentation.md ("Frozen 6B on one GPU") quotes 
 """
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -30,12 +29,13 @@ def main(argv=None):
     p.add_argument('--compute', choices=['auto', 'bf16', 'fp32'], default='auto')
     p.add_argument('--json', action='store_true')
     args = p.parse_args(argv)
-    from perception.benchmark import train_step_memory
+    from perception.benchmark import machine_line, train_step_memory
     r = train_step_memory(args.config, args.img, args.batch, args.layers, args.device, args.compute)
-    r['machine'] = f'{platform.processor() or platform.machine()}'
+    r['machine'] = machine_line(args.device)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
+    print(f"# measured on: {r['machine']}")
     print(f"{Path(r['config']).name}: {r['layers']} blocks, {r['img']}x{r['img']}, batch {r['batch']}, "
           f"{r['device']}, compute {r['compute']}")
     print(f"backbone weights {r['backbone_weights_gib']:.2f} GiB ({r['backbone_dtype']}); trainable "
