@@ -85,11 +85,9 @@ def main(argv=None):
 
 
 def compile_main(args):
-    import platform
     from perception.benchmark import compile_comparison, format_compile_table, machine_line
     arch = bench_arch(args.preset if args.preset.endswith('-block') else args.preset + '-block')
-    cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')),
-               platform.processor()) if args.device == 'cpu' else torch.cuda.get_device_name()
+    print(f'# measured on: {machine_line(args.device)}')
     for size in args.size:
         h, w = parse_size(size)
         if h != w:
@@ -97,10 +95,8 @@ def compile_main(args):
         rows = compile_comparison(arch, size=h, batch=args.batch, dtypes=args.dtype, device=args.device,
                                   repeats=args.repeats, warmup=args.warmup)
         print(f"\n# compile_blocks: one block {arch['embed_dims']} wide, {h}x{h} ({rows[0]['tokens']} tokens) x "
-              f"batch {args.batch}, {args.device} ({cpu}), {torch.get_num_threads()} threads, torch "
-              f"{torch.__version__}; medians of {args.repeats} interleaved runs\n")
+              f"batch {args.batch}, {args.device}; medians of {args.repeats} interleaved runs\n")
         print(format_compile_table(rows), flush=True)
-    print(f'# measured on: {machine_line(args.device)}')
 
 
 if __name__ == '__main__':
