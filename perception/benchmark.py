@@ -48,7 +48,8 @@ def machine_line(device: str = 'cpu') -> str:
         cpu += f" (family {info['cpu family']} model {info.get('model', '?')}; {', '.join(feats) or 'no AVX2'}; {bf16})"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     try:
-        mem = next(int(ln.split()[1]) for ln in open('/proc/meminfo') if ln.startswith('MemTotal')) / 2 ** 20
+        with open('/proc/meminfo') as f:
+            mem = next(int(ln.split()[1]) for ln in f if ln.startswith('MemTotal')) / 2 ** 20
         mem_s = f', {mem:.1f} GiB'
     except (OSError, StopIteration, ValueError):
         mem_s = ''

@@ -58,8 +58,7 @@ def main(argv=None):
     arch = bench_arch(args.preset, args.layers)
     from perception.benchmark import machine_line
     print(f'# measured on: {machine_line(args.device)}')
-    print(f'# {args.preset}: width {arch["embed_dims"]}, {arch["num_layers"]} layer(s), '
-          f'device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}')
+    print(f'# {args.preset}: width {arch["embed_dims"]}, {arch["num_layers"]} layer(s), device {args.device}')
     rows = []
     for part, size, dtype, backend in itertools.product(args.part, args.size, args.dtype, args.backend):
         amp = args.amp and dtype != 'fp32'

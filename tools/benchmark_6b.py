@@ -148,7 +148,6 @@ def main(argv=None):
     if args.child:
         print('@@' + json.dumps(run_one(args.child, args.sizes, args.repeats, args.compile)), flush=True)
         return
-    import torch
     from perception.benchmark import matmul_floor
     from perception.layers.vision_transformer import parse_arch
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix='internvit6b-'))
@@ -181,7 +180,7 @@ def main(argv=None):
                     print(ln.strip()[:300])
         from perception.benchmark import machine_line
         print(f'\n# measured on: {machine_line()}')
-        print(f'# InternViT-6B (5.9 B params, bf16), {torch.get_num_threads()} threads, torch {torch.__version__}')
+        print('# InternViT-6B (5.9 B params, bf16)')
         print('| format | load s | RSS after load GiB | peak RSS GiB | ' +
               ' | '.join(f'fwd {s}px s | fwd/floor {s}' for s in args.sizes) + ' |')
         print('|---|---|---|---|' + '---|---|' * len(args.sizes))
