@@ -2,6 +2,8 @@
 import importlib
 from typing import Union
 
+from .compat import patch_transformers
+
 #: the subpackages whose modules register classes; the configs' ``custom_imports`` name the same
 PACKAGES = ('perception.models', 'perception.datasets', 'perception.segmentation',
             'perception.classification', 'perception.engine')
@@ -10,7 +12,9 @@ PACKAGES = ('perception.models', 'perception.datasets', 'perception.segmentation
 def register_all_modules(init_default_scope: Union[bool, str] = False) -> None:
     """Import every subpackage that registers classes (idempotent), and with
     ``init_default_scope=True`` (or ``'mmseg'`` / ``'mmpretrain'``) make that library the default
-    scope, as ``mmseg.utils.register_all_modules`` does."""
+    scope, as ``mmseg.utils.register_all_modules`` does. A current transformers is made importable for
+    mmpretrain's multimodal models first (:mod:`perception.compat`): they come in with mmseg's models."""
+    patch_transformers()
     for pkg in PACKAGES:
         importlib.import_module(pkg)
     if init_default_scope:

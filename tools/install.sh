@@ -21,7 +21,7 @@ STAMP="$VENV/.perception-installed"
 want=$(cat setup.cfg pyproject.toml tools/install.sh | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
-   && "$VENV/bin/python" -c "import perception, mmcv.ops, mmseg, mmpretrain" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import perception, mmcv.ops, mmseg, mmpretrain, mmdet" 2>/dev/null; then
   echo "[install] $VENV is up to date"
   exit 0
 fi
@@ -81,5 +81,7 @@ log "perception (editable) and the pinned OpenMMLab stack"
 # mmcv/mmengine pull opencv-python, which needs libGL: use the headless build instead.
 "${PIP[@]}" uninstall -q -y opencv-python 2>/dev/null || true
 "${PIP[@]}" install -q --no-deps --force-reinstall opencv-python-headless==5.0.0.93
-"$VENV/bin/python" -c "import perception, mmcv.ops, mmseg.models, mmpretrain, cv2; print('[install] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmseg', mmseg.__version__)"
+# The models as the tools import them: register_all_modules() first makes a current transformers work
+# for the mmpretrain models that mmseg.models imports through mmdet (perception/compat.py).
+"$VENV/bin/python" -c "import perception, mmcv.ops, mmdet, cv2; perception.register_all_modules(); import mmseg.models, mmpretrain.models; from mmseg.models.decode_heads import Mask2FormerHead; print('[install] ok: torch', __import__('torch').__version__, 'mmcv', mmcv.__version__, 'mmseg', mmseg.__version__, 'mmdet', mmdet.__version__)"
 echo "$want" > "$STAMP"

@@ -1,8 +1,11 @@
 """OpenMMLab models of perception; each class registers itself where it is defined
 (``perception.registry.register``), so importing this package registers them."""
-from .heads import LinearProbeHead
-from .internvit import InternViT
-from .loading import load_backbone
-from .pyramid import InternViTPyramid
+from ..compat import patch_transformers
+
+patch_transformers()  # before .heads imports mmseg's models: with mmdet installed they import mmpretrain's
+from .heads import LinearProbeHead  # noqa: E402
+from .internvit import InternViT  # noqa: E402
+from .loading import load_backbone  # noqa: E402
+from .pyramid import InternViTPyramid  # noqa: E402
 
 __all__ = ['InternViT', 'InternViTPyramid', 'LinearProbeHead', 'load_backbone']
