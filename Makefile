@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PERCEPTION_WHEELHOUSE ?= $(if $(wildcard ../shared/wheelhouse),$(abspath ../shared/wheelhouse),)
 
-.PHONY: install demo test bench bench-export gpu-check clean
+.PHONY: install demo test test-fast bench bench-export gpu-check clean
 
 install:
 	bash tools/install.sh
@@ -16,6 +16,11 @@ demo: install
 TEST_WORKERS ?= 2
 test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+
+# the fast loop while you work: every test not marked `slow` (training runs, exports, multi-process
+# runs; tests/conftest.py marks the users of the trained / exported fixtures). CI runs `make test`.
+test-fast: install
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 bench: install
 	$(PY) tools/benchmark.py --preset 6b-block --size 504 --dtype fp32 bf16 --backend math sdpa

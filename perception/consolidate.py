@@ -10,9 +10,9 @@ import torch
 from mmengine.logging import print_log
 
 from .checkpoint.errors import CheckpointError
-from .checkpoint.io import atomic_write
+from .common.files import atomic_write
 from .checkpoint.sharded import assemble_state_dict, read_sharded_checkpoint
-from .scaling import build_segmentor
+from .config import build_model
 
 
 def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
@@ -32,7 +32,7 @@ def consolidate_checkpoint(src, out, config: Optional[str] = None) -> dict:
         if config is None:
             from mmengine.config import Config
             config = Config.fromstring(meta['cfg'], '.py')
-        _, model = build_segmentor(config, device='meta')
+        model = build_model(config, device='meta')
     except Exception as e:  # an import in the stored config's custom_imports, an unknown type, ...
         where = config if isinstance(config, (str, Path)) else f'the config stored in {folder / "rank0.pth"}'
         raise CheckpointError(f'cannot build the model from {where}: {type(e).__name__}: '

@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from .apis import load_config
+from .config import load_config
 from mmengine.logging import MMLogger
 
 from .models.internvit import InternViT

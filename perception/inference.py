@@ -5,10 +5,9 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
-from .deploy.io import IMG_EXTS, list_images  # noqa: F401  (one home, re-exported)
-from .deploy.io import segment_images as _segment_images
-from .deploy.runtime import overlay as _overlay
-from .deploy.runtime import read_image  # noqa: F401  (re-exported)
+from .common.dtypes import LOW_PRECISION, torch_dtype
+from .deploy.io import segment_images as folder_loop
+from .deploy.runtime import overlay as blend
 
 
 def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu', cfg_options=None,
@@ -23,25 +22,17 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     neck, heads and preprocessing stay fp32. An fp32 backbone checkpoint is rounded to it (announced);
     the released InternViT weights are bf16, so 'bf16' holds them exactly.
     """
-    from .setup_env import register_all_modules
-    register_all_modules()  # configs without custom_imports build too
-    from .apis import load_config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    from .apis import _replace_syncbn, check_model_keys, strip_pretrained
+    from .common.geometry import check_slide
+    from .config import build_model, load_config, strip_pretrained
     from .segmentation.checkpoint import load_segmentor_checkpoint
-    from .segmentation.test_time import check_slide, enable_any_input_size
+    from .segmentation.padding import enable_any_input_size
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    check_model_keys(cfg.model, scope=cfg.get('default_scope') or 'mmseg')
     if random_init:
         if checkpoint:
             raise ValueError(f'give a checkpoint ({checkpoint}) or random_init / --random-init, not both')
         strip_pretrained(cfg.model)
-    _replace_syncbn(cfg.model)
     cfg.model.train_cfg = None
     if slide:
         crop, stride = int(slide[0]), int(slide[1])
@@ -50,10 +41,10 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     if tc.get('mode') == 'slide':  # before building: a window that cannot work fails fast, in one line
         check_slide(tc.get('crop_size'), tc.get('stride'), 1)
     if weights_dtype is None:
-        model = MODELS.build(cfg.model)
+        model = build_model(cfg)
     else:
         model = _build_low_precision(cfg, weights_dtype, checkpoint)
-    enable_any_input_size(model)  # the padding rule of perception/segmentation/test_time.py; checks test_cfg
+    enable_any_input_size(model)  # the padding rule of perception/segmentation/padding.py; checks test_cfg
     if checkpoint:
         load_segmentor_checkpoint(model, checkpoint)
     else:
@@ -73,15 +64,12 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
 
 
 def _build_low_precision(cfg, weights_dtype: str, checkpoint):
-    import torch
-    from mmengine.logging import print_log
     from mmseg.registry import MODELS
-    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-    if weights_dtype not in dtypes:
-        raise ValueError(f"weights_dtype must be one of {sorted(dtypes)}, got {weights_dtype!r}")
-    with torch.device('meta'):
-        model = MODELS.build(cfg.model)
-    model.backbone.to(dtypes[weights_dtype])
+
+    from .config import build_model
+    dtype = torch_dtype(weights_dtype, LOW_PRECISION, 'weights_dtype')
+    model = build_model(cfg, device='meta')
+    model.backbone.to(dtype)
     model.to_empty(device='cpu')
     # to_empty leaves memory uninitialised: redo what the constructors did outside the backbone
     if cfg.model.get('data_preprocessor') is not None:
@@ -126,7 +114,7 @@ def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
             side_by_side: bool = True) -> np.ndarray:
     """The image blended with the class colours, next to the plain image (``perception.deploy``'s
     overlay, side by side by default)."""
-    return _overlay(img_bgr, label, palette, alpha, side_by_side)
+    return blend(img_bgr, label, palette, alpha, side_by_side)
 
 
 class _TorchSegmenter:
@@ -147,5 +135,5 @@ def segment_images(model, inputs, out_dir: str, alpha: float = 0.5, progress: bo
     """Writes ``<name>_label.png`` and ``<name>_overlay.jpg`` per image (the loop of
     ``perception.deploy.segment_images``, which the ONNX backend runs); unreadable images are reported
     by name and skipped. Returns ``{'written': [...], 'failed': {path: reason}}``."""
-    return _segment_images(_TorchSegmenter(model), inputs, out_dir, alpha, progress,
+    return folder_loop(_TorchSegmenter(model), inputs, out_dir, alpha, progress,
                            log=lambda msg, level: print_log(msg, logger='current', level=level))

@@ -64,7 +64,7 @@ def plot_learning_curve(scalars_json: str, out_png: str, title: Optional[str] = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    from .checkpoint.io import atomic_write
+    from .common.files import atomic_write
     with atomic_write(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format='png')
     plt.close(fig)

@@ -16,6 +16,17 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     os.environ['OMP_NUM_THREADS'] = str(_threads)
     torch.set_num_threads(_threads)
 
+#: module fixtures that train a model or export a bundle (tens of seconds each): a test that uses one
+#: is ``slow`` (left out of ``make test-fast``), marked by ``pytest_collection_modifyitems`` below
+SLOW_FIXTURES = frozenset({'trained', 'upernet_bundle', 'linear_bundle', 'fsdp_setup'})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.slow)
+
+
 TINY = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=160, norm_type='rms_norm',
             qk_normalization=True, qkv_bias=False, patch_size=14, img_size=56)
 TINY_LN = dict(embed_dims=48, num_layers=3, num_heads=3, feedforward_channels=96, norm_type='layer_norm',
@@ -59,7 +70,7 @@ def load_tool(path):
 def run_tool(capsys, name, *argv):
     """``tools/<name>.py`` run in this process as its ``__main__`` runs it (``run_main(main, argv)``):
     returns (exit status, stderr). A tool's start-up (torch, mmseg) costs seconds; its work here less."""
-    from perception.deploy.cli import run_main
+    from perception.common.cli import run_main
     mod = load_tool(Path(__file__).resolve().parents[1] / 'tools' / f'{name}.py')
     capsys.readouterr()
     try:

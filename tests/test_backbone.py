@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reference_formula as ref
+from benchmarks import reference as ref
 from conftest import randomize_
 from perception.layers import resample_abs_pos_embed, resolve_attn_backend
 from perception.models import InternViT, InternViTPyramid

@@ -90,7 +90,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize('case', sorted(CASES))
+# these two start a training run (seconds of start-up and a Runner): the slow loop only
+SLOW_CASES = ('train: work dir is a file', 'train: drop_path_rate 1.5')
+
+
+@pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c
+                                  for c in sorted(CASES)])
 def test_tools_refuse_bad_input_in_one_line(case, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv('PERCEPTION_DEBUG', raising=False)
     tool, make = CASES[case]
@@ -225,6 +230,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
+@pytest.mark.slow
 def test_linear_probe_killed_mid_extraction_resumes_with_the_same_features(cls_data, tmp_path):
     wd = tmp_path / 'w'
     opts = ['linear_probe.extract_batch_size=4', 'linear_probe.save_every_s=0', 'linear_probe.epochs=2',
@@ -267,6 +273,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
+@pytest.mark.slow
 def test_export_killed_before_the_swap_keeps_the_old_bundle_and_the_next_run_cleans_up(tmp_path):
     out = tmp_path / 'bundle'
     cmd = [str(ROOT / 'tools/export.py'), DEMO_UPERNET, 'none', '--out', str(out), '--format', 'safetensors']
@@ -292,7 +299,8 @@ def test_a_bundle_moved_aside_by_a_killed_swap_is_put_back(tmp_path):
     from perception.export.bundle_io import recover_leftovers
     aside = tmp_path / '.bundle.old-0123abcd'
     aside.mkdir()
-    (aside / 'manifest.json').write_text('{}')
+    (aside / 'manifest.json').write_text(json.dumps({'format': 'perception-segmentation-bundle', 'version': 2,
+                                                     'model_id': '0123abcd', 'files': {}}))
     half = tmp_path / '.bundle.k2j4_x9q.tmp'
     half.mkdir()
     mine = tmp_path / '.bundle.notmine'
@@ -307,7 +315,7 @@ def test_a_bundle_moved_aside_by_a_killed_swap_is_put_back(tmp_path):
 def test_segmenting_again_removes_what_an_interrupted_run_left_and_only_that(tmp_path):
     import cv2
 
-    from perception.deploy.files import atomic_write
+    from perception.common.files import atomic_write
     from perception.deploy.io import segment_images
     cv2.imwrite(str(tmp_path / 'a.jpg'), np.zeros((16, 16, 3), np.uint8))
     out = tmp_path / 'out'

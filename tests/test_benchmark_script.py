@@ -4,7 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from perception.benchmark import bench_arch, forward_flops, measure_in_subprocess
+import pytest
+
+from benchmarks.backbone import bench_arch, forward_flops, measure_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +20,7 @@ def test_flops_formula_for_6b_block():
     assert forward_flops(arch, n) == linears + attn
 
 
+@pytest.mark.slow
 def test_measure_reports_time_and_memory():
     r = measure_in_subprocess(preset='300m-block', layers=None, size=(56, 42), batch=1, dtype='fp32',
                               backend='math', device='cpu', warmup=0, repeats=2, amp=False)
@@ -25,6 +28,7 @@ def test_measure_reports_time_and_memory():
     assert r['peak_mb'] >= 0 and r['layers'] == 1
 
 
+@pytest.mark.slow
 def test_cli_prints_table():
     out = subprocess.run([sys.executable, str(ROOT / 'tools/benchmark.py'), '--preset', '300m-block', '--size',
                           '28', '--dtype', 'fp32', '--backend', 'math', 'sdpa', '--repeats', '1', '--warmup', '0',
@@ -38,7 +42,7 @@ def test_cli_prints_table():
 
 
 def test_machine_line_names_the_cpu_its_bf16_support_and_the_cores():
-    from perception.benchmark import machine_line
+    from benchmarks.machine import machine_line
     line = machine_line()
     model = next(ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name'))
     flags = next(ln.split(':', 1)[1].split() for ln in open('/proc/cpuinfo') if ln.startswith('flags'))

@@ -2,7 +2,7 @@
 
 Each checkpoint is built here from format-A weights (a randomized ``InternViT(TINY)``), renamed into
 the released layout by this file's own code (not the package's converters), and the loaded model is
-compared with ``reference_formula.forward`` run on the original format-A weights. Layouts follow
+compared with ``benchmarks.reference.forward`` run on the original format-A weights. Layouts follow
 ``shared/docs/INTERNVIT-REFERENCE.md``, section "Weight formats users hold".
 """
 import argparse
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-import reference_formula as ref
+from benchmarks import reference as ref
 from conftest import TINY, TINY_LN, randomize_
 from perception import load_backbone
 from perception.checkpoint import CheckpointError, arch_from_hf_config, infer_arch, load_pretrained_into

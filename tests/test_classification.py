@@ -10,9 +10,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import reference_formula as ref
+from benchmarks import reference as ref
 from conftest import TINY, randomize_
-from perception.apis import test as run_test, train
+from perception.apis import evaluate, train
 from perception.checkpoint import CheckpointError
 from perception.classification.fast_probe import CacheMismatchError, extract_features, run_linear_probe
 from perception.classification.metrics import ReaLAccuracy, SubsetAccuracy, subset_indices
@@ -157,6 +157,7 @@ def test_classification_configs_build_on_meta():
     assert main.custom_hooks[0] == dict(type='HeadEMAHook', momentum=0.002)
 
 
+@pytest.mark.slow
 def test_two_iterations_train_and_test_through_mmengine(cls_data, tmp_path):
     cfg = _cfg(cls_data, **{'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1, 'train_dataloader.batch_size': 24,
                             'default_hooks.checkpoint.interval': 1})
@@ -166,7 +167,7 @@ def test_two_iterations_train_and_test_through_mmengine(cls_data, tmp_path):
     assert 'raw_trainable' in ckpt  # the EMA head is the saved state_dict, raw weights kept for resume
     raw = ckpt['raw_trainable']['head.fc.weight']
     assert not torch.equal(raw, ckpt['state_dict']['head.fc.weight'])
-    metrics = run_test(_cfg(cls_data), str(tmp_path / 'epoch_1.pth'), work_dir=str(tmp_path))
+    metrics = evaluate(_cfg(cls_data), str(tmp_path / 'epoch_1.pth'), work_dir=str(tmp_path))
     assert 0 <= metrics['accuracy/top1'] <= 100
 
 
@@ -211,11 +212,12 @@ def test_corrupt_image_is_reported_by_name(cls_data, tmp_path, caplog):
     assert int(np.asarray(valid).sum()) == 47
 
 
+@pytest.mark.slow
 def test_sweep_beats_chance_and_head_loads_in_config(cls_data, tmp_path):
     cfg = _cfg(cls_data, **{'linear_probe.epochs': 60, 'linear_probe.batch_size': 16})
     out = run_linear_probe(cfg, str(tmp_path / 'sweep'))
     assert out['num_heads'] == 18
     best = out['results'][out['best']]['top1']
     assert best > 2 * 100 / 6, out['results']  # clearly above chance (16.7%)
-    metrics = run_test(_cfg(cls_data), out['config_checkpoint'], work_dir=str(tmp_path / 't'))
+    metrics = evaluate(_cfg(cls_data), out['config_checkpoint'], work_dir=str(tmp_path / 't'))
     assert metrics['accuracy/top1'] == pytest.approx(out['results'][out['config_head']]['top1'], abs=100 / 24 + 1e-6)

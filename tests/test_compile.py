@@ -1,6 +1,6 @@
 """compile_blocks: one compiled block body shared by every block (issue 15).
 
-Numerics against the independent formula (tests/reference_formula.py) and against eager, with
+Numerics against the independent formula (benchmarks/reference.py) and against eager, with
 drop path, activation checkpointing, frozen and several input sizes; that the graph count stays
 bounded (one graph for all blocks, not one per block); the eager fallback and the 'force' error
 where the platform cannot compile; the tools' --compile flag."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_formula as ref
+from benchmarks import reference as ref
 from conftest import randomize_
 from perception.layers import compile as block_compile
 from perception.models import InternViT
@@ -23,6 +23,7 @@ def _scale_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
+@pytest.mark.slow
 def test_compiled_blocks_match_the_formula_share_one_graph_and_train(tiny_arch):
     m = randomize_(InternViT(tiny_arch, out_indices=(1, -1), attn_backend='sdpa', drop_path_rate=0.3,
                              with_cp=True, compile_blocks=True), seed=5)
@@ -96,7 +97,7 @@ def test_bad_compile_value(tiny_arch, bad):
 def test_tools_compile_flag_sets_the_backbone_key(monkeypatch):
     sys.path.insert(0, str(ROOT / 'tools'))
     import train as train_tool
-    from perception.apis import ConfigError, compile_options, prepare_config
+    from perception.config import ConfigError, compile_options, prepare_config
     assert train_tool.parse_args(['c.py']).compile is None
     assert train_tool.parse_args(['c.py', '--compile']).compile is True
     assert train_tool.parse_args(['c.py', '--compile', 'force']).compile == 'force'
@@ -108,13 +109,12 @@ def test_tools_compile_flag_sets_the_backbone_key(monkeypatch):
     cfg = prepare_config(cfg_file, cfg_options=compile_options(True, {'train_cfg.max_iters': 3}))
     assert cfg.model.backbone.compile_blocks is True and cfg.train_cfg.max_iters == 3
     # the default: on with CUDA, off on CPU; a config's own value wins
-    from perception import apis
-    monkeypatch.setattr(apis.torch.cuda, 'is_available', lambda: True)
-    assert apis.prepare_config(cfg_file).model.backbone.compile_blocks is True
-    assert apis.prepare_config(cfg_file, cfg_options=compile_options(False)).model.backbone.compile_blocks is False
-    monkeypatch.setattr(apis.torch.cuda, 'is_available', lambda: False)
-    assert 'compile_blocks' not in apis.prepare_config(cfg_file).model.backbone
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert prepare_config(cfg_file).model.backbone.compile_blocks is True
+    assert prepare_config(cfg_file, cfg_options=compile_options(False)).model.backbone.compile_blocks is False
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert 'compile_blocks' not in prepare_config(cfg_file).model.backbone
     # a backbone without the argument: one line naming the key
-    from perception.apis import check_model_keys
+    from perception.config import check_model_keys
     with pytest.raises(ConfigError, match='model.backbone.compile_blocks'):
         check_model_keys(dict(type='EncoderDecoder', backbone=dict(type='ResNetV1c', depth=18, compile_blocks=True)))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / 'docs' / 'custom_dataset.md'
@@ -28,6 +29,7 @@ def _step4_commands():
     return [shlex.split(re.sub(r'\s#.*$', '', line)) for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_the_custom_dataset_guide_runs_as_written(tmp_path):
     cmds = _step4_commands()
     assert [Path(c[1]).name for c in cmds] == ['make_demo_data.py', 'train.py', 'test.py', 'infer.py']

@@ -61,6 +61,7 @@ def _options(root):
     return opts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_dataset_layouts_load_and_train_one_iteration(name, tmp_path):
     root = make_layout(name, tmp_path / name)

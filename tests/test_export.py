@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from perception.apis import train
 from perception.datasets.demo_data import CLASSES as DEMO_CLASSES, PALETTE as DEMO_PALETTE, make_demo_dataset
-from perception.deploy import DeployError, load_bundle, resize_bilinear, window_boxes
-from perception.deploy.bundle import sha256_file
+from perception.common.geometry import window_boxes
+from perception.deploy import DeployError, load_bundle, resize_bilinear
+from perception.common.files import sha256_file
 from perception.export import (ExportableSegmentor, ExportError, ExportVerificationError, adaptive_pool_matrix,
                                export_segmentor, reference_logits)
 from perception.inference import init_segmentor, segment
@@ -168,6 +169,7 @@ def test_exportable_pieces_match_pytorch():
 
 
 
+@pytest.mark.slow
 def test_export_traces_the_backbones_own_forward():
     """One forward path: the exported program is the backbone's forward (no re-implementation), with
     symbolic H, W, and it equals mmseg's encode_decode at the pretraining grid and off it."""

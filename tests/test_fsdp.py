@@ -151,10 +151,10 @@ def test_fsdp_two_ranks_equal_one_process_with_twice_the_batch(fsdp_setup, capsy
     # the consolidated file is an ordinary checkpoint: test, infer and export load it strictly (in this
     # process, through the functions the tools call: a tool's start-up costs more than the work here)
     import cv2
-    from perception.apis import test as run_test
+    from perception.apis import evaluate
     from perception.export import export_segmentor
     from perception.inference import init_segmentor, segment
-    metrics = run_test(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'), work_dir=str(d / 'w_test'))
+    metrics = evaluate(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'), work_dir=str(d / 'w_test'))
     assert 'mIoU' in metrics
     model = init_segmentor(str(fsdp_setup['fsdp']), str(d / 'consolidated.pth'))
     for k, v in model.state_dict().items():
@@ -224,7 +224,7 @@ def test_consolidate_refuses_incomplete_shard_sets(fsdp_setup, tmp_path, capsys)
 def test_fsdp_memory_below_ddp_by_the_planned_ratio(fsdp_setup):
     """A wider model (51.5 M parameters) so that parameters, gradients and AdamW state dominate the
     per-rank peak; peak RSS minus the RSS before the model is built, both runs fp32."""
-    from perception.scaling import measure_for_config, plan
+    from perception.memory_plan import measure_for_config, plan
     d = fsdp_setup['dir']
     wide = d / 'wide_fsdp.py'
     wide.write_text(f"""_base_ = ['{fsdp_setup['fsdp']}']

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
 import gpu_check as tool  # noqa: E402
 
-from perception import gpu_check  # noqa: E402
+from benchmarks import gpu_check  # noqa: E402
 
 
 def test_arguments():
@@ -51,17 +51,19 @@ def test_reduced_config_keeps_the_6b_strategy(tmp_path):
     assert cfg.strategy == Config.fromfile(str(gpu_check.FSDP_6B)).strategy
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-GPU message')
 def test_without_cuda_the_tool_says_so():
     out = subprocess.run([sys.executable, str(ROOT / 'tools/gpu_check.py')], capture_output=True, text=True)
     assert out.returncode != 0 and 'no CUDA GPU here' in out.stderr
 
 
+@pytest.mark.slow
 def test_compile_comparison_and_whole_forward_at_toy_width():
     """The compile part of gpu_check / benchmark --compile on the CPU: every timing present, the compiled
     block and the official-style layer (an independent transcription of InternVL's eager layer) agree
     with the eager block in fp32."""
-    from perception.benchmark import compile_comparison, format_compile_table
+    from benchmarks.compile import compile_comparison, format_compile_table
     from perception.layers.vision_transformer import parse_arch
     arch = dict(parse_arch('6b'), embed_dims=64, num_heads=4, feedforward_channels=128, num_layers=1, img_size=56)
     rows = compile_comparison(arch, size=56, batch=2, dtypes=('fp32',), repeats=1, warmup=0)

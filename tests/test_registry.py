@@ -1,3 +1,4 @@
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -51,6 +52,7 @@ def test_build_backbone_in_mmpretrain_classifier():
     assert feats[0][1].shape == (2, 64)
 
 
+@pytest.mark.slow
 def test_registration_after_a_deploy_only_import():
     """`import perception.deploy` skips the heavy imports; library entry points still register."""
     import subprocess

@@ -12,9 +12,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import reference_formula as ref
+from benchmarks import reference as ref
 from conftest import TINY, randomize_
-from perception.apis import prepare_config, test as run_test, train
+from perception.apis import evaluate, train
+from perception.config import prepare_config
 from perception.checkpoint import CheckpointError
 from perception.datasets.demo_data import make_demo_dataset
 from perception.engine.layer_decay import layer_id_for
@@ -119,6 +120,7 @@ def test_448_and_300m_layer_choices():
 
 
 # ----------------------------------------------------------------------------- train / resume / test
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [DEMO_UPERNET, DEMO_LINEAR], ids=['upernet', 'linear'])
 def test_train_save_resume_test(config, demo_data, tmp_path):
     wd = str(tmp_path / 'work')
@@ -127,7 +129,7 @@ def test_train_save_resume_test(config, demo_data, tmp_path):
     runner = train(config, work_dir=wd, resume=True, cfg_options=_opts(demo_data, iters=3,
                                                                          **{'train_cfg.val_interval': 10}))
     assert runner.iter == 3  # resumed at 2, one more iteration
-    metrics = run_test(config, osp.join(wd, 'iter_3.pth'), work_dir=wd, cfg_options=_opts(demo_data))
+    metrics = evaluate(config, osp.join(wd, 'iter_3.pth'), work_dir=wd, cfg_options=_opts(demo_data))
     assert 'mIoU' in metrics and 0 <= metrics['mIoU'] <= 100
     curves = glob.glob(osp.join(wd, '*', 'learning_curve.png'))
     assert curves and open(curves[0], 'rb').read(4) == b'\x89PNG'
@@ -302,7 +304,7 @@ def test_format_c_upernet_release_pyramid_and_strictness(tmp_path):
 # ----------------------------------------------------------------------------- data
 def test_few_shot_subset_is_deterministic_and_sized(demo_data, tmp_path):
     import perception  # noqa: F401
-    from perception.datasets.ade import DemoShapesDataset, few_shot_subset
+    from perception.datasets.segmentation import DemoShapesDataset, few_shot_subset
     items = list(range(20210))
     a, b = few_shot_subset(items, 16, seed=0), few_shot_subset(items, 16, seed=0)
     assert a == b and len(a) == 20210 // 16 and len(set(a)) == len(a)
@@ -321,7 +323,7 @@ def test_few_shot_subset_is_deterministic_and_sized(demo_data, tmp_path):
 
 def test_missing_data_folder_is_named(tmp_path):
     import perception  # noqa: F401
-    from perception.datasets.ade import DemoShapesDataset
+    from perception.datasets.segmentation import DemoShapesDataset
     with pytest.raises(FileNotFoundError, match='image folder not found: .*nowhere/images/training'):
         DemoShapesDataset(data_root=str(tmp_path / 'nowhere'), pipeline=[],
                           data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
@@ -330,7 +332,7 @@ def test_missing_data_folder_is_named(tmp_path):
 def test_bad_annotations_are_named(tmp_path):
     import cv2
     import perception  # noqa: F401
-    from perception.datasets.ade import DemoShapesDataset
+    from perception.datasets.segmentation import DemoShapesDataset
     root = make_demo_dataset(tmp_path / 'd', seed=2, num_train=3, num_val=1)
     ann = sorted(glob.glob(str(root / 'annotations/training/*.png')))
     cv2.imwrite(ann[0], np.zeros((50, 60), np.uint8))           # wrong size
@@ -350,6 +352,7 @@ def test_bad_annotations_are_named(tmp_path):
                           data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
 
 
+@pytest.mark.slow
 def test_infer_skips_corrupt_image_by_name(demo_data, tmp_path):
     wd = str(tmp_path / 'w')
     train(DEMO_LINEAR, work_dir=wd, cfg_options=_opts(demo_data, iters=1))
@@ -368,6 +371,7 @@ def test_infer_skips_corrupt_image_by_name(demo_data, tmp_path):
     assert (tmp_path / 'out/good_overlay.jpg').is_file() and not (tmp_path / 'out/broken_label.png').exists()
 
 
+@pytest.mark.slow
 def test_demo_pipeline_writes_overlays_and_curve(demo_data, tmp_path):
     from perception.demo import DEMO_CONFIG, run_segmentation_demo
     res = run_segmentation_demo(str(ROOT / DEMO_CONFIG), work_dir=str(tmp_path / 'demo'), data_root=demo_data,
@@ -463,9 +467,9 @@ def test_layer_decay_depth_comes_from_the_model():
 def test_auto_scale_lr_scales_to_the_run_batch(demo_data, tmp_path):
     """--auto-scale-lr: lr x (batch x accumulation) / base_batch_size (the demo's lr is for batch 8);
     off, the lr is the config's at any batch; a config without a base is refused."""
-    from perception.apis import ConfigError
+    from perception.config import ConfigError
 
-    from perception.apis import build_runner
+    from perception.config import build_runner
 
     def head_lr(bs, scale, accum=1):
         """The lr mmengine's Runner gives the head (no layer decay) when it builds the optimizer for
@@ -486,10 +490,11 @@ def test_auto_scale_lr_scales_to_the_run_batch(demo_data, tmp_path):
         prepare_config(DEMO_LINEAR, str(tmp_path), cfg_options={'auto_scale_lr': None}, auto_scale_lr=True)
 
 
+@pytest.mark.slow
 def test_random_init_runs_a_shipped_config_without_its_weights(demo_data, tmp_path):
     """--random-init (train, test, infer, export): every Pretrained init_cfg of a shipped config is
     dropped and named in the log; the real-size 300M linear probe then segments an image."""
-    from perception.apis import strip_pretrained
+    from perception.config import strip_pretrained
     from perception.inference import init_segmentor, segment
     for path in sorted((ROOT / 'mmcfg' / 'internvit').glob('*.py')):
         cfg = Config.fromfile(str(path))
@@ -521,13 +526,14 @@ def test_tta_views_for_the_ade20k_configs():
     assert cfg.model.module.test_cfg.mode == 'slide'  # every view slides as the single-scale test does
 
 
+@pytest.mark.slow
 def test_tta_runs_on_the_demo_data_and_changes_the_prediction(demo_data, tmp_path):
     """The linear head (TTA wraps any segmentor the same way; the UperNet takes 3x longer here)."""
     opts = _opts(demo_data, iters=12, **{'optim_wrapper.optimizer.lr': 1e-2})  # enough to leave the prior
     train(DEMO_LINEAR, work_dir=str(tmp_path / 'w'), fp32=True, cfg_options=opts)
     ckpt = str(tmp_path / 'w' / 'iter_12.pth')
-    plain = run_test(DEMO_LINEAR, ckpt, work_dir=str(tmp_path / 't1'), cfg_options=opts, out=str(tmp_path / 'p'))
-    tta = run_test(DEMO_LINEAR, ckpt, work_dir=str(tmp_path / 't2'), cfg_options=opts, out=str(tmp_path / 'a'),
+    plain = evaluate(DEMO_LINEAR, ckpt, work_dir=str(tmp_path / 't1'), cfg_options=opts, out=str(tmp_path / 'p'))
+    tta = evaluate(DEMO_LINEAR, ckpt, work_dir=str(tmp_path / 't2'), cfg_options=opts, out=str(tmp_path / 'a'),
                    tta=True)
     assert set(plain) == set(tta) and 'mIoU' in tta
     import cv2
@@ -600,6 +606,7 @@ def test_gradient_accumulation_equals_the_large_batch_step():
     assert max(float((big[n] - unaccumulated[n]).abs().max()) for n in big) > 100 * 1e-6 * max(1.0, moved)
 
 
+@pytest.mark.slow
 def test_schedules_count_optimizer_steps_under_accumulation(demo_data, tmp_path):
     """AccumulationSchedulerHook: 8 iterations with accumulative_counts=4 are 2 optimizer steps, and
     the schedules advance 2 steps (the stock hook would advance 8)."""

@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, non_negative_int, positive_int, torch_device  # noqa: E402  (torch-free)
-from perception.benchmark import (bench_arch, format_table, matmul_floor,  # noqa: E402
-                                  measure_in_subprocess)
+from perception.common.cli import run_main, non_negative_int, positive_int, torch_device  # noqa: E402  (torch-free)
+from benchmarks.backbone import bench_arch, format_table, matmul_floor, measure_in_subprocess  # noqa: E402
 
 
 def parse_size(s):
@@ -56,7 +55,7 @@ def main(argv=None):
         return compile_main(args)
 
     arch = bench_arch(args.preset, args.layers)
-    from perception.benchmark import machine_line
+    from benchmarks.machine import machine_line
     print(f'# measured on: {machine_line(args.device)}')
     print(f'# {args.preset}: width {arch["embed_dims"]}, {arch["num_layers"]} layer(s), device {args.device}')
     rows = []
@@ -84,7 +83,8 @@ def main(argv=None):
 
 
 def compile_main(args):
-    from perception.benchmark import compile_comparison, format_compile_table, machine_line
+    from benchmarks.compile import compile_comparison, format_compile_table
+    from benchmarks.machine import machine_line
     arch = bench_arch(args.preset if args.preset.endswith('-block') else args.preset + '-block')
     print(f'# measured on: {machine_line(args.device)}')
     for size in args.size:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from perception.deploy.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
 
 MODELS = {
     'tiny': ROOT / 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py',
@@ -35,7 +35,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
 
-    from perception.benchmark import benchmark_export, latency_table, machine_line
+    from benchmarks.export import benchmark_export, latency_table
+    from benchmarks.machine import machine_line
     from perception.inference import init_segmentor
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report, run_main  # noqa: E402  (torch-free)
+from perception.common.cli import report, run_main  # noqa: E402  (torch-free)
 from perception.checkpoint import CheckpointError  # noqa: E402
 from perception.checkpoint.convert import checkpoint_info, convert_checkpoint, format_info  # noqa: E402
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, positive_int  # noqa: E402  (torch-free)
 from perception.demo import DEMO_CONFIG, run_backbone_demo, run_segmentation_demo  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import report, run_main, non_negative_float, non_negative_int, positive_int, unit_float  # noqa: E402  (torch-free)
-from perception.apis import DictAction  # noqa: E402
+from perception.common.cli import report, run_main, non_negative_float, non_negative_int, positive_int, unit_float  # noqa: E402  (torch-free)
+from perception.config import DictAction  # noqa: E402
 
 
 def _size(s):
@@ -67,7 +67,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.whole_images is not None and not 0 <= args.whole_images <= 5:
         p.error(f'--whole-images must be within 0..5, got {args.whole_images}')
-    from perception.export import ExportError, export_segmentor
+    from perception.export import ExportVerificationError, export_segmentor
     random_init = args.random_init or (args.checkpoint or '').lower() == 'none'
     ckpt = None if random_init else args.checkpoint
     if args.random_init and args.checkpoint and args.checkpoint.lower() != 'none':
@@ -84,10 +84,8 @@ def main(argv=None):
                          verify_sizes=sizes, external_data_threshold=args.external_data_threshold,
                          dtype=args.dtype, low_memory=args.low_memory, whole_images=args.whole_images,
                          random_init=random_init)
-    except ExportError as e:
+    except ExportVerificationError as e:  # the bundle disagrees with PyTorch: status 1, not bad input
         return report(e, 'export failed', 1)
-    except ValueError as e:  # a config or checkpoint that cannot be read as given: one line
-        return report(e)
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from perception.deploy.cli import run_main, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, positive_int  # noqa: E402  (torch-free)
 CONFIG_6B = ROOT / 'mmcfg/internvit/upernet_internvit-6b-frozen_8xb2-80k_ade20k-504x504.py'
 
 
@@ -42,7 +42,7 @@ def _status(pid):
 def reduced_config(out_dir: Path, layers: int, config: Path = CONFIG_6B) -> Path:
     """``config`` with ``layers`` blocks of its width (out_indices spread over them)."""
     from perception.layers.vision_transformer import parse_arch
-    from perception.apis import load_config
+    from perception.config import load_config
     arch = parse_arch(load_config(str(config)).model.backbone.arch)
     arch['num_layers'] = layers
     step = max(layers // 4, 1)
@@ -106,7 +106,7 @@ def main(argv=None):
               f'wall min |\n|---|---|---|---|---|---|---|\n| {Path(args.config).stem} | {args.layers or "all"} | '
               f'{peak["VmHWM"]:.2f} | {peak["RssAnon"]:.2f} | {peak["RssFile"]:.2f} | {size / 1e9:.2f} | '
               f'{wall / 60:.1f} |')
-        from perception.benchmark import machine_line
+        from benchmarks.machine import machine_line
         print(f'\n# measured on: {machine_line()}')
         return 0
     finally:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, positive_float, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, positive_float, positive_int  # noqa: E402  (torch-free)
 
 
 def parse_args(argv=None):
@@ -54,7 +54,7 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from perception import gpu_check
+    from benchmarks import gpu_check
     cuda = args.device.startswith('cuda')
     if cuda and not torch.cuda.is_available():
         sys.exit('error: no CUDA GPU here (torch.cuda.is_available() is False); '
@@ -70,7 +70,8 @@ def main(argv=None):
               f"{r0['batch']}, bf16 (MFU vs {args.peak_tflops:.0f} TFLOP/s)\n")
         print(gpu_check.attention_table(rows) + '\n')
     if not args.skip_compile:
-        from perception.benchmark import bench_arch, compile_comparison, format_compile_table
+        from benchmarks.backbone import bench_arch
+        from benchmarks.compile import compile_comparison, format_compile_table
         arch = dict(bench_arch('6b-block'), embed_dims=64, num_heads=4, feedforward_channels=128) \
             if args.tiny else bench_arch('6b-block')
         rows = compile_comparison(arch, size=504 if not args.tiny else 56, batch=args.batch, dtypes=('bf16',),

@@ -10,14 +10,14 @@ neither torch nor mmseg is imported). Unreadable or corrupt images are reported 
 the others are written. Both backends label an image the same way: the config's test resize and mode
 (``slide`` windows placed as mmseg places them, or ``whole``); a network input whose side is not a
 multiple of the patch size is padded at the bottom/right and its logits cropped back
-(perception/segmentation/test_time.py).
+(perception/segmentation/padding.py).
 """
 import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, positive_int, unit_float, torch_device  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, positive_int, unit_float, torch_device  # noqa: E402  (torch-free)
 
 
 def _parser(torch_backend: bool):
@@ -36,7 +36,7 @@ def _parser(torch_backend: bool):
                    help='onnx backend: check the sha256 of every bundle file before running (slow for large '
                         'models; sizes and the preprocessing hash are always checked)')
     if torch_backend:
-        from perception.apis import DictAction, add_compile_argument
+        from perception.config import DictAction, add_compile_argument
         p.add_argument('--cfg-options', nargs='+', action=DictAction)
         add_compile_argument(p)
         p.add_argument('--random-init', action='store_true',
@@ -57,9 +57,9 @@ def main(argv=None):
                             'image or folder')
     config = args.paths[0]
     checkpoint, inputs = (None, args.paths[1:]) if args.random_init else (args.paths[1], args.paths[2:])
-    from perception.deploy.io import list_images
+    from perception.common.images import list_images
     list_images(inputs)  # no images: refused before the (possibly minutes-long) model load
-    from perception.apis import compile_options
+    from perception.config import compile_options
     from perception.inference import init_segmentor, segment_images
     # bad input (a test_cfg that cannot work, no images, two inputs with one output name): one line, run_main
     model = init_segmentor(config, checkpoint, args.device, compile_options(args.compile, args.cfg_options),
@@ -74,7 +74,7 @@ def _main_onnx(args):
     if len(args.paths) < 2:
         _parser(False).error('the onnx backend needs BUNDLE_DIR and at least one image or folder')
     from perception.deploy import load_bundle, segment_images
-    from perception.deploy.io import list_images
+    from perception.common.images import list_images
     slide = ((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None
     list_images(args.paths[1:])  # no images: refused before the bundle is loaded
     seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, torch_device  # noqa: E402  (torch-free)
-from perception.apis import DictAction  # noqa: E402
+from perception.common.cli import run_main, torch_device  # noqa: E402  (torch-free)
+from perception.config import DictAction  # noqa: E402
 
 
 def main(argv=None):
@@ -31,9 +31,9 @@ def main(argv=None):
     p.add_argument('--benchmark', action='store_true', help='also time one epoch of the plain probe')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
-    from perception.apis import load_config
+    from perception.config import load_config
     from mmengine.logging import MMLogger
-    from perception.benchmark import plain_probe_epoch_seconds
+    from benchmarks.probe import plain_probe_epoch_seconds
     from perception.classification.fast_probe import run_linear_probe
     cfg = load_config(args.config)
     if args.cfg_options:
@@ -50,7 +50,7 @@ def main(argv=None):
         plain = plain_probe_epoch_seconds(cfg, args.device)
         print(f"plain probe (backbone rerun, 1 head): {plain:.2f} s per epoch; cached sweep ({out['num_heads']} "
               f"heads): {out['epoch_s']:.3f} s per epoch -> {plain / out['epoch_s']:.0f}x less per epoch")
-        from perception.benchmark import machine_line
+        from benchmarks.machine import machine_line
         print(f'# measured on: {machine_line(args.device)}')
 
 

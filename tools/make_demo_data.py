@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, non_negative_int, positive_int  # noqa: E402  (torch-free)
 from perception.datasets.demo_cls_data import ensure_cls_demo_dataset  # noqa: E402
 from perception.datasets.demo_data import ensure_demo_dataset  # noqa: E402
 
@@ -25,7 +25,7 @@ def main(argv=None):
     p.add_argument('--size', type=positive_int, nargs=2, default=(112, 112), metavar=('H', 'W'))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    from perception.deploy.cli import report
+    from perception.common.cli import report
     if args.cls:
         try:
             out = ensure_cls_demo_dataset(args.out or 'data/demo_shapes_cls', args.seed, size=tuple(args.size))

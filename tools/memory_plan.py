@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main, open_unit_float, positive_float, positive_int  # noqa: E402  (torch-free)
+from perception.common.cli import run_main, open_unit_float, positive_float, positive_int  # noqa: E402  (torch-free)
 
 
 def main(argv=None):
@@ -27,7 +27,7 @@ def main(argv=None):
     p.add_argument('--fp32', action='store_true', help='no mixed precision: fp32 units and activations')
     args = p.parse_args(argv)
     import torch
-    from perception.scaling import measure_for_config, plan
+    from perception.memory_plan import measure_for_config, plan
     dtype = torch.float32 if args.fp32 else torch.bfloat16
     m = measure_for_config(args.config, args.img, args.batch, dtype)
     counts, blk, heads, flops, bb_flops, tokens = (m['counts'], m['block_act'], m['head_act'], m['flops'],

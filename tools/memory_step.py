@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import positive_int, run_main, torch_device  # noqa: E402  (torch-free)
+from perception.common.cli import positive_int, run_main, torch_device  # noqa: E402  (torch-free)
 
 DEFAULT = 'mmcfg/internvit/upernet_internvit-6b-frozen_1xb2-accum8-80k_ade20k-504x504.py'
 
@@ -29,7 +29,8 @@ def main(argv=None):
     p.add_argument('--compute', choices=['auto', 'bf16', 'fp32'], default='auto')
     p.add_argument('--json', action='store_true')
     args = p.parse_args(argv)
-    from perception.benchmark import machine_line, train_step_memory
+    from benchmarks.machine import machine_line
+    from benchmarks.memory import train_step_memory
     r = train_step_memory(args.config, args.img, args.batch, args.layers, args.device, args.compute)
     r['machine'] = machine_line(args.device)
     if args.json:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
+from perception.common.cli import run_main  # noqa: E402  (torch-free)
 from perception.visualization import find_scalars, plot_learning_curve  # noqa: E402
 
 

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
-from perception.apis import DictAction, add_compile_argument, compile_options, test  # noqa: E402
+from perception.common.cli import run_main  # noqa: E402  (torch-free)
+from perception.apis import evaluate  # noqa: E402
+from perception.config import DictAction, add_compile_argument, compile_options  # noqa: E402
 
 
 def main(argv=None):
@@ -35,7 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     # bad input (a config, a checkpoint) raises an InputError: run_main reports it in one line
-    metrics = test(args.config, args.checkpoint, work_dir=args.work_dir,
+    metrics = evaluate(args.config, args.checkpoint, work_dir=args.work_dir,
                    cfg_options=compile_options(args.compile, args.cfg_options),
                    launcher=args.launcher, show_dir=args.show_dir, out=args.out, random_init=args.random_init,
                    tta=args.tta)

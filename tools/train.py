@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perception.deploy.cli import run_main  # noqa: E402  (torch-free)
-from perception.apis import DictAction, add_compile_argument, compile_options, train  # noqa: E402
+from perception.common.cli import run_main  # noqa: E402  (torch-free)
+from perception.apis import train  # noqa: E402
+from perception.config import DictAction, add_compile_argument, compile_options  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -49,7 +49,7 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)
 val_cfg = dict()
 test_cfg = dict()
-default_hooks = dict(logger=dict(type='LoggerHook', interval=5), checkpoint=dict(type='CheckpointHook', interval=5))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=5), checkpoint=dict(type='SafeCheckpointHook', interval=5))
 custom_hooks = [dict(type='HeadEMAHook', momentum=0.002)]
 # tools/linear_probe.py: the many-heads sweep over cached features
 linear_probe = dict(lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), n_last_blocks=(1, 4), epochs=100, batch_size=64)

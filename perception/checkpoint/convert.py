@@ -7,11 +7,12 @@ from typing import Optional, Union
 import torch
 from mmengine.logging import print_log
 
+from ..common.dtypes import torch_dtype
 from ..layers.vision_transformer import ARCH_PRESETS
 from .errors import CheckpointError
 from .formats import FORMATS, convert_to_internvit, detect_format
 from .io import write_safetensors
-from .loader import (DTYPE_NAMES, _describe, _log_unused, _progress, arch_for_source, check_compatible,
+from .loader import (describe_source, log_unused, progress, arch_for_source, check_compatible,
                      open_checkpoint, read_backbone_state)
 
 FORMAT_TAG = 'perception-internvit'
@@ -41,16 +42,17 @@ def convert_checkpoint(src: Union[str, Path], dst: Union[str, Path], config=None
     if d.exists() and not overwrite:
         raise CheckpointError(f'DST {dst} exists: pass --force (overwrite=True) to replace it')
     if isinstance(dtype, str):
-        if dtype not in DTYPE_NAMES:
-            raise CheckpointError(f'unknown dtype {dtype!r} (choose from {sorted(DTYPE_NAMES)})')
-        dtype = DTYPE_NAMES[dtype]
+        try:
+            dtype = torch_dtype(dtype)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     source, sd, unused, fmt = read_backbone_state(src)
     arch = arch_for_source(source, sd, config)
     check_compatible(_expected_shapes(arch), sd, source.path)  # strict before writing anything
-    _log_unused(unused, source.path)
+    log_unused(unused, source.path)
     meta = {'format': FORMAT_TAG, 'arch': json.dumps(arch), 'source': str(src), 'source_format': fmt}
-    write_safetensors(dst, sd, metadata=meta, dtype=dtype, progress=lambda names: _progress(names, f'converting {Path(src).name}', len(names)))
-    print_log(f'wrote {dst} from {source.path} ({_describe(source, fmt)}), {len(sd)} tensors', logger='current')
+    write_safetensors(dst, sd, metadata=meta, dtype=dtype, progress=lambda names: progress(names, f'converting {Path(src).name}', len(names)))
+    print_log(f'wrote {dst} from {source.path} ({describe_source(source, fmt)}), {len(sd)} tensors', logger='current')
     return checkpoint_info(dst)
 
 

@@ -1,4 +1,4 @@
-from ..deploy.cli import InputError
+from ..common.errors import InputError
 
 
 class CheckpointError(InputError, ValueError):

@@ -26,7 +26,7 @@ FORMATS = {
 Unused = Dict[str, List[str]]
 
 
-def _strip_common(sd: dict, prefix: str) -> dict:
+def strip_common_prefix(sd: dict, prefix: str) -> dict:
     if sd and all(k.startswith(prefix) for k in sd):
         return {k[len(prefix):]: v for k, v in sd.items()}
     return sd
@@ -69,7 +69,7 @@ def _split_unused(sd: dict, groups: Dict[str, Tuple[str, ...]]) -> Tuple[dict, U
 
 def convert_internvit(sd: dict) -> Tuple[dict, Unused]:
     """Format A (bare or under ``module``), timm's converted 300M weights, perception's own files."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     return _split_unused(sd, {'clip_projector (stage-1 contrastive head)': ('clip_projector.',),
                               # a segmentor's backbone.* read with prefix='backbone.': its pyramid
                               'pyramid (up1..up4)': ('up1.', 'up2.', 'up3.', 'up4.')})
@@ -80,7 +80,7 @@ _HF_BLOCK = re.compile(r'^encoder\.layers\.(\d+)\.(.+)$')
 
 def convert_hf(sd: dict) -> Tuple[dict, Unused]:
     """Format B: Hugging Face ``InternVisionModel`` (``embeddings.*``, ``encoder.layers.N.*``)."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     out = {}
     emb = {'embeddings.class_embedding': 'cls_token', 'embeddings.position_embedding': 'pos_embed',
            'embeddings.patch_embedding.weight': 'patch_embed.proj.weight',
@@ -102,7 +102,7 @@ def convert_hf(sd: dict) -> Tuple[dict, Unused]:
 
 def convert_internvl_chat(sd: dict) -> Tuple[dict, Unused]:
     """Format E, remote-code layout: format B keys under ``vision_model.`` beside the LLM."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     vision = {k[len('vision_model.'):]: v for k, v in sd.items() if k.startswith('vision_model.')}
     rest = {k: v for k, v in sd.items() if not k.startswith('vision_model.')}
     rest, unused = _split_unused(rest, {'language_model': ('language_model.',), 'mlp1 (projector)': ('mlp1.',)})
@@ -121,7 +121,7 @@ _NATIVE_NAMES = {
 
 def convert_hf_native(sd: dict) -> Tuple[dict, Unused]:
     """Format E, transformers-native ``InternVLVisionModel`` (split q/k/v, ``lambda_1/2``)."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     unused_groups = {'language_model': ('language_model.', 'model.language_model.', 'lm_head.'),
                      'multi_modal_projector': ('multi_modal_projector.', 'model.multi_modal_projector.')}
     sd, unused = _split_unused(sd, unused_groups)
@@ -166,7 +166,7 @@ def convert_hf_native(sd: dict) -> Tuple[dict, Unused]:
 def convert_mmseg(sd: dict, keep: Tuple[str, ...] = ('backbone.',)) -> Tuple[dict, Unused]:
     """Segmentor checkpoints (InternVL ADE20K releases, DeepSpeed runs, this project's own):
     the ``backbone.`` part as a backbone state dict; pyramid and heads reported as unused."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     groups = {'pyramid (backbone.up1..up4)': ('backbone.up1.', 'backbone.up2.', 'backbone.up3.', 'backbone.up4.'),
               'neck': ('neck.',), 'decode_head': ('decode_head.',), 'auxiliary_head': ('auxiliary_head.',)}
     sd, unused = _split_unused(sd, groups)

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 
-from ..deploy.files import atomic_write  # noqa: F401  (the one atomic writer; re-exported)
+from ..common.files import atomic_write
 from .errors import CheckpointError
 from .safe_load import torch_load
 

@@ -22,8 +22,6 @@ from .io import LazyTensor, read_pickle, read_safetensors
 from .sharded import is_sharded_checkpoint
 
 PICKLE_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt')
-DTYPE_NAMES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16,
-               'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
 # the number of heads is not in the tensors: known widths
 HEADS_BY_WIDTH = {3200: 25, 1024: 16}
 
@@ -239,7 +237,7 @@ def check_compatible(model_shapes: Dict[str, torch.Size], sd: Dict[str, LazyTens
         raise CheckpointError(f'{where} does not fit the model:\n  ' + '\n  '.join(parts))
 
 
-def _progress(items, desc: str, total: int):
+def progress(items, desc: str, total: int):
     try:
         from tqdm import tqdm
     except ImportError:
@@ -278,7 +276,7 @@ def fill_model(model: torch.nn.Module, sd: Dict[str, LazyTensor], where: str,
         params = dict(model.named_parameters())
         params.update(dict(model.named_buffers()))
     with torch.no_grad():
-        for k in _progress(sorted(sd), f'loading {Path(where).name}', len(sd)):
+        for k in progress(sorted(sd), f'loading {Path(where).name}', len(sd)):
             dst = params[k]
             t = sd[k].load()
             if tuple(t.shape) != tuple(dst.shape):
@@ -321,7 +319,7 @@ def strict_copy(model, sd: Dict[str, LazyTensor], where: str, skip_prefix: Optio
     return model
 
 
-def _describe(src: Source, fmt: str) -> str:
+def describe_source(src: Source, fmt: str) -> str:
     desc = FORMATS.get(fmt, fmt)
     if src.metadata.get('format') == 'perception-internvit':
         desc = f"perception safetensors (converted from {src.metadata.get('source_format', '?')})"
@@ -332,7 +330,7 @@ def _describe(src: Source, fmt: str) -> str:
     return desc
 
 
-def _log_unused(unused: dict, path: str):
+def log_unused(unused: dict, path: str):
     for group, keys in unused.items():
         print_log(f'{path}: skipped {len(keys)} keys of {group}, unused by the backbone', logger='current')
 
@@ -361,7 +359,7 @@ def load_pretrained_into(model, path, prefix: Optional[str] = None):
     sd, unused, fmt = convert_to_internvit(tensors)
     grid = model.pretrain_grid
     fill_model(model, sd, src.path, grid_of=lambda n: grid)
-    _log_unused(unused, src.path)
-    print_log(f'loaded {src.path} into InternViT: {_describe(src, fmt)}; attention backend '
+    log_unused(unused, src.path)
+    print_log(f'loaded {src.path} into InternViT: {describe_source(src, fmt)}; attention backend '
               f'{model.resolved_attn_backend()!r} (requested {model.attn_backend!r})', logger='current')
     return model

@@ -4,13 +4,13 @@ from typing import Dict
 from mmengine.logging import print_log
 
 from ..checkpoint.errors import CheckpointError
-from ..checkpoint.formats import _strip_common
+from ..checkpoint.formats import strip_common_prefix
 from ..checkpoint.loader import load_pretrained_into, open_checkpoint, strict_copy
 
 
 def convert_imagenet_head(sd: Dict) -> Dict:
     """Pure: format D (``norm.*`` BatchNorm over 6400, ``head.*`` Linear(6400, 1000)) -> classifier keys."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     out = {}
     for k, v in sd.items():
         if k.startswith('norm.'):
@@ -29,7 +29,7 @@ def load_classifier_checkpoint(model, path, backbone_already_loaded: bool = Fals
     src = open_checkpoint(path)
     keys = [k[len('module.'):] if k.startswith('module.') else k for k in src.tensors]
     is_format_d = 'head.weight' in keys and any(k.startswith('norm.') for k in keys)
-    sd = convert_imagenet_head(src.tensors) if is_format_d else _strip_common(dict(src.tensors), 'module.')
+    sd = convert_imagenet_head(src.tensors) if is_format_d else strip_common_prefix(dict(src.tensors), 'module.')
     skip = None
     if not any(k.startswith('backbone.') for k in sd):
         if not backbone_already_loaded:

@@ -1,2 +1,2 @@
 """Datasets and transforms; importing this package registers them in mmseg's registries."""
-from . import ade, transforms  # noqa: F401  (registration)
+from . import segmentation, transforms  # noqa: F401  (registration)

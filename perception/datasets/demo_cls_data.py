@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo_data import CLASSES, HUES, _background, _mask, _texture, ensure_generated, write_meta
+from .demo_data import CLASSES, HUES, background, shape_mask, texture, ensure_generated, write_meta
 
 
 def class_folder(k: int) -> str:
@@ -19,11 +19,11 @@ def class_folder(k: int) -> str:
 def make_cls_sample(rng: np.random.Generator, kind: int, size=(112, 112)) -> np.ndarray:
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    img = _background(h, w, rng)
+    img = background(h, w, rng)
     r = rng.uniform(0.32, 0.45) * min(h, w)
     cy, cx = rng.uniform(r * 0.8, h - r * 0.8), rng.uniform(r * 0.8, w - r * 0.8)
-    m = _mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi))
-    tex = _texture(kind, yy.astype(int), xx.astype(int), rng)[..., None]
+    m = shape_mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi))
+    tex = texture(kind, yy.astype(int), xx.astype(int), rng)[..., None]
     hue = np.clip(np.array(HUES[kind]) + rng.normal(0, 35, 3), 0, 255)
     obj = tex * hue + (1 - tex) * hue * rng.uniform(0.25, 0.5)
     img[m] = obj[m]

@@ -18,7 +18,7 @@ PALETTE = [(220, 60, 60), (60, 160, 220), (240, 200, 40), (150, 80, 200), (60, 2
 HUES = [(200, 50, 50), (50, 120, 210), (215, 190, 40), (140, 60, 190), (50, 170, 80), (230, 120, 30)]
 
 
-def _texture(kind: int, yy, xx, rng) -> np.ndarray:
+def texture(kind: int, yy, xx, rng) -> np.ndarray:
     """A 0..1 pattern per class: dots, h-stripes, checker, diagonal stripes, v-stripes, speckle."""
     p = rng.integers(5, 8)
     ph = rng.integers(0, p)
@@ -35,7 +35,7 @@ def _texture(kind: int, yy, xx, rng) -> np.ndarray:
     return (rng.random(yy.shape) > 0.5).astype(float)
 
 
-def _mask(kind: int, yy, xx, cy, cx, r, theta) -> np.ndarray:
+def shape_mask(kind: int, yy, xx, cy, cx, r, theta) -> np.ndarray:
     dy, dx = yy - cy, xx - cx
     c, s = np.cos(theta), np.sin(theta)
     u, v = c * dx + s * dy, -s * dx + c * dy
@@ -56,7 +56,7 @@ def _mask(kind: int, yy, xx, cy, cx, r, theta) -> np.ndarray:
     return rr <= r * 0.95 * sector
 
 
-def _background(h, w, rng) -> np.ndarray:
+def background(h, w, rng) -> np.ndarray:
     base = rng.integers(60, 200, 3).astype(float)
     small = rng.normal(0, 30, (h // 16 + 2, w // 16 + 2, 3))
     import cv2
@@ -68,14 +68,14 @@ def _background(h, w, rng) -> np.ndarray:
 def make_sample(rng: np.random.Generator, size: Tuple[int, int] = (112, 112)):
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    img = _background(h, w, rng)
+    img = background(h, w, rng)
     label = np.zeros((h, w), np.uint8)
     for _ in range(rng.integers(1, 4)):
         kind = int(rng.integers(0, len(CLASSES)))
         r = rng.uniform(0.16, 0.3) * min(h, w)
         cy, cx = rng.uniform(r * 0.7, h - r * 0.7), rng.uniform(r * 0.7, w - r * 0.7)
-        m = _mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi))
-        tex = _texture(kind, yy.astype(int), xx.astype(int), rng)[..., None]
+        m = shape_mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi))
+        tex = texture(kind, yy.astype(int), xx.astype(int), rng)[..., None]
         hue = np.clip(np.array(HUES[kind]) + rng.normal(0, 25, 3), 0, 255)
         dark = hue * rng.uniform(0.25, 0.5)
         obj = tex * hue + (1 - tex) * dark
@@ -128,7 +128,7 @@ def ensure_generated(out, want: dict, make, counts, log=print, legacy=lambda met
 
 def write_meta(out: Path, meta: dict, complete: bool):
     """``meta.json``, written atomically; ``complete=False`` first, ``True`` after the last file."""
-    from ..deploy.files import write_bytes_atomic
+    from ..common.files import write_bytes_atomic
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / 'meta.json', json.dumps(dict(meta, complete=complete), indent=1).encode())
 

@@ -25,8 +25,9 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
-from .cli import InputError
-from .files import sha256_file  # noqa: F401  (re-exported: bundle checks use it)
+from ..common.errors import InputError
+from ..common.files import sha256_file
+from ..common.geometry import check_slide, is_int_pair
 
 MANIFEST_NAME = 'manifest.json'
 BUNDLE_FORMAT = 'perception-segmentation-bundle'
@@ -104,10 +105,6 @@ def check_preprocessing(bundle_dir, manifest: Dict):
                           'manifest was edited or damaged after export')
 
 
-def _is_int_pair(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) and i > 0 for i in v)
-
-
 def _check_manifest_values(m: Dict, path: Path):
     def bad(key, what):
         raise DeployError(f'{path}: manifest key {key!r} {what}')
@@ -129,13 +126,12 @@ def _check_manifest_values(m: Dict, path: Path):
         bad('mode', f'must be "slide" or "whole", got {m["mode"]!r}')
     s = m['slide']
     if m['mode'] == 'slide' or s is not None:
-        if not isinstance(s, dict) or not _is_int_pair(s.get('crop')) or not _is_int_pair(s.get('stride')):
+        if not isinstance(s, dict) or not is_int_pair(s.get('crop')) or not is_int_pair(s.get('stride')):
             bad('slide', f'must be {{"crop": [h, w], "stride": [h, w]}} with positive integers, got {s!r}')
-        if s['crop'][0] % p or s['crop'][1] % p:
-            bad('slide', f'crop {s["crop"]} is not a multiple of the patch size {p}')
-        if s['stride'][0] > s['crop'][0] or s['stride'][1] > s['crop'][1]:
-            bad('slide', f'stride {s["stride"]} is larger than the crop {s["crop"]}: pixels between windows '
-                         'would get no prediction')
+        try:
+            check_slide(s['crop'], s['stride'], p, where=None)
+        except ValueError as e:
+            bad('slide', str(e))
     inp = m['input']
     if not isinstance(inp, dict) or not isinstance(inp.get('name'), str):
         bad('input', 'must name the ONNX input ({"name": ..., "mean": [3], "std": [3], "color": ...})')
@@ -159,11 +155,11 @@ def _check_manifest_values(m: Dict, path: Path):
     if r is not None:
         if not isinstance(r, dict) or r.get('type') not in ('short_side', 'keep_ratio', 'fixed'):
             bad('resize', f'must be null or {{"type": "short_side" | "keep_ratio" | "fixed", ...}}, got {r!r}')
-        if r['type'] == 'fixed' and not _is_int_pair(r.get('size')):
+        if r['type'] == 'fixed' and not is_int_pair(r.get('size')):
             bad('resize', f'size must be [h, w] positive integers, got {r.get("size")!r}')
         if r['type'] == 'short_side' and not (isinstance(r.get('short_side'), int) and r['short_side'] > 0):
             bad('resize', f'short_side must be a positive integer, got {r.get("short_side")!r}')
-        if r['type'] == 'keep_ratio' and not _is_int_pair(r.get('scale')):
+        if r['type'] == 'keep_ratio' and not is_int_pair(r.get('scale')):
             bad('resize', f'scale must be [long, short] positive integers, got {r.get("scale")!r}')
 
 

@@ -2,44 +2,15 @@
 import logging
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Union
+from typing import Callable, Dict
 
 import numpy as np
 
-from .files import write_bytes_atomic
-from .runtime import Segmenter, read_image_noted
+from ..common.files import write_bytes_atomic
+from ..common.images import encode_image, list_images, read_image_noted
+from .runtime import Segmenter
 
 logger = logging.getLogger(__name__)
-
-IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def list_images(inputs: Union[str, Sequence[str]]) -> List[str]:
-    """Image files of a file, a folder (recursively) or a list of them; a missing path, or a folder
-    without images, raises ``FileNotFoundError`` naming it."""
-    if isinstance(inputs, (list, tuple)):
-        out = []
-        for i in inputs:
-            out += list_images(i)
-        return out
-    p = Path(inputs)
-    if p.is_dir():
-        found = sorted(str(f) for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS)
-        if not found:
-            raise FileNotFoundError(f'no images ({", ".join(IMG_EXTS)}) in the folder {inputs}')
-        return found
-    if not p.exists():
-        raise FileNotFoundError(f'input not found: {inputs}')
-    return [str(p)]
-
-
-def encode_image(path, arr: np.ndarray) -> bytes:
-    import cv2
-    ok, buf = cv2.imencode(Path(path).suffix, arr)
-    if not ok:
-        raise ValueError(f'could not encode {path}')
-    return buf.tobytes()
-
 
 def _log(msg: str, level: int = logging.INFO):
     logger.log(level, msg)

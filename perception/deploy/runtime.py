@@ -5,6 +5,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..common.geometry import int_pair, padded_size, window_boxes
+from ..common.images import read_image
 from .bundle import DeployError, check_files, check_preprocessing, check_session, open_session, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -29,26 +31,6 @@ def keep_ratio_size(h: int, w: int, scale: Sequence[int]) -> Tuple[int, int]:
     long_edge, short_edge = max(scale), min(scale)
     f = min(long_edge / max(h, w), short_edge / min(h, w))
     return int(h * f + 0.5), int(w * f + 0.5)
-
-
-def padded_size(h: int, w: int, patch: int, min_size: int) -> Tuple[int, int]:
-    """The network input for an ``h x w`` window or image: padded at the bottom/right to a multiple of
-    the patch size, and to ``min_size`` (the rule of ``perception/segmentation/test_time.py``)."""
-    return max(-(-h // patch) * patch, min_size), max(-(-w // patch) * patch, min_size)
-
-
-def window_boxes(h: int, w: int, crop: Sequence[int], stride: Sequence[int]) -> List[Tuple[int, int, int, int]]:
-    """mmseg's slide-inference windows ``(y1, y2, x1, x2)``; windows are ``min(crop, size)`` large."""
-    (ch, cw), (sh, sw) = crop, stride
-    h_grids = max(h - ch + sh - 1, 0) // sh + 1
-    w_grids = max(w - cw + sw - 1, 0) // sw + 1
-    boxes = []
-    for i in range(h_grids):
-        for j in range(w_grids):
-            y1, x1 = i * sh, j * sw
-            y2, x2 = min(y1 + ch, h), min(x1 + cw, w)
-            boxes.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
-    return boxes
 
 
 def _src_coords(n_out: int, n_in: int, align_corners: bool):
@@ -107,36 +89,6 @@ def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
     return np.concatenate([img_bgr, blend], axis=1) if side_by_side else blend
 
 
-def read_image(path) -> np.ndarray:
-    """A BGR uint8 image; unreadable files raise ``ValueError`` naming the file."""
-    return read_image_noted(path)[0]
-
-
-def read_image_noted(path) -> Tuple[np.ndarray, Optional[str]]:
-    """``(BGR uint8 image, note)``: decoded as training decodes it (OpenCV's colour mode, what mmcv's
-    ``LoadImageFromFile`` uses); ``note`` says what that changed, for the caller to announce: a 16-bit
-    image scaled to 8 bits, an alpha channel dropped (None when nothing changed meaning)."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'cannot read image {path} (corrupt, truncated or not an image)')
-    return img, png_conversion_note(path)
-
-
-def png_conversion_note(path) -> Optional[str]:
-    """What decoding a PNG as an 8-bit colour image changes (from its header: 26 bytes), or None."""
-    with open(path, 'rb') as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
-        return None
-    changes = []
-    if head[24] == 16:
-        changes.append('16-bit values scaled to 8 bits')
-    if head[25] in (4, 6):
-        changes.append('alpha channel dropped')
-    return ', '.join(changes) or None
-
-
 def as_bgr(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_image(image)
@@ -165,7 +117,7 @@ class Segmenter:
     mmseg places them, overlapping logits averaged) or ``whole`` (the resized image at once), then the
     logits resized back to the image size. A network input whose side is not a multiple of the patch
     size (a window of an image smaller than the crop, a ``whole`` image) is padded at the bottom and
-    right to one and its logits cropped back: the rule of ``perception/segmentation/test_time.py``,
+    right to one and its logits cropped back: the rule of ``perception/segmentation/padding.py``,
     which ``tools/infer.py`` applies in PyTorch too.
     """
 
@@ -296,16 +248,6 @@ class Segmenter:
         label = argmax_resized(self._working_logits(img), img.shape[:2], self.align_corners)
         label = label.astype(np.uint8 if self.num_classes <= 256 else np.int32)
         return label, overlay(img, label, self.palette, alpha, side_by_side)
-
-
-def int_pair(v) -> Tuple[int, int]:
-    """``5`` -> ``(5, 5)``; a pair -> two ints; anything else: ValueError."""
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    v = list(v)
-    if len(v) != 2:
-        raise ValueError(f'expected an int or a pair, got {v!r}')
-    return int(v[0]), int(v[1])
 
 
 def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,

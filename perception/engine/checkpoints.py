@@ -20,8 +20,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
-from ..deploy.cli import InputError
-from ..deploy.files import write_bytes_atomic
+from ..common.errors import InputError
+from ..common.files import write_bytes_atomic
 from ..registry import register
 
 class WorkDirError(InputError, RuntimeError):

@@ -17,7 +17,7 @@ class FewShotSubsetHook(Hook):
         files = getattr(dataset, 'subset_files', None)
         if files is None:
             return
-        from ..checkpoint.io import atomic_write
+        from ..common.files import atomic_write
         out = osp.join(runner.work_dir, 'few_shot_subset.txt')
         with atomic_write(out) as tmp:
             tmp.write_text(f'# divisor {dataset.few_shot_divisor}, seed {dataset.few_shot_seed}, '
@@ -78,7 +78,7 @@ class ParamSyncCheckHook(Hook):
             sums = out
         self.records.append({'iter': iteration, 'checksums': sums})
         if runner.rank == 0:
-            from ..checkpoint.io import atomic_write
+            from ..common.files import atomic_write
             with atomic_write(osp.join(runner.work_dir, 'param_sync.json')) as tmp:
                 tmp.write_text(json.dumps(self.records, indent=1))
         if len(set(sums)) != 1:

@@ -3,8 +3,6 @@ import contextlib
 import copy
 import datetime
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -15,8 +13,9 @@ from mmengine.logging import print_log
 
 from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_preprocessing,
                              check_session, preprocessing_digest, read_manifest, sha256_file)
-from ..deploy.files import sha256_path
-from .bundle_io import finish_tree, move_into_place, prepare_out, recover_leftovers
+from ..common.files import sha256_path
+from .bundle_io import (IN_PROGRESS, discard, finish_tree, make_tmp, move_into_place, prepare_out, recover_leftovers,
+                        seal)
 from .errors import ExportError
 from .lowmem import fp32_compute, graph_model, low_precision_backbone
 from .metadata import bundle_metadata, dump_config
@@ -98,7 +97,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     recover_leftovers(out_dir, lambda m: print_log(m, logger='current', level=30))
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.tmp', dir=out_dir.parent))
+    tmp = make_tmp(out_dir)
     session = None
     try:
         manifest = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, model_id=model_id)
@@ -175,7 +174,8 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         src['exported_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
         manifest['source'] = src
         manifest['files'] = {f.name: dict(bytes=f.stat().st_size, sha256=sha256_file(f))
-                             for f in sorted(tmp.iterdir()) if f.is_file() and f.name != MANIFEST_NAME}
+                             for f in sorted(tmp.iterdir())
+                             if f.is_file() and f.name not in (MANIFEST_NAME, IN_PROGRESS)}
         manifest['export_seconds'] = round(time.perf_counter() - t0, 1)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + '\n')
         if session is not None:  # what perception.deploy.load_bundle will check, on the final files
@@ -184,11 +184,12 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
             check_session(session, m, tmp / ONNX_FILE)
             check_preprocessing(tmp, m)
         session = None
+        seal(tmp)
         finish_tree(tmp)
         move_into_place(tmp, out_dir)
     except BaseException:
         session = None
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     manifest['path'] = str(out_dir)
     print_log(f'exported {", ".join(formats)} to {out_dir} in {manifest["export_seconds"]} s', logger='current')
@@ -202,6 +203,7 @@ def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequen
     config's own initialisation; ``random_init``: no pretrained weights at all) and :func:`export_model`
     it. ``low_memory``: the backbone is built and held in bf16 (no fp32 copy; see :mod:`.lowmem`).
     Returns the manifest."""
+    prepare_out(Path(out_dir).absolute())  # refused before the model is built
     from ..inference import init_segmentor
     model = init_segmentor(config, checkpoint, 'cpu', cfg_options, weights_dtype='bf16' if low_memory else None,
                            random_init=random_init)

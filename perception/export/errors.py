@@ -1,5 +1,5 @@
 """Errors of the export: one line naming what cannot be exported, or where verification failed."""
-from ..deploy.cli import InputError
+from ..common.errors import InputError
 
 
 class ExportError(InputError, RuntimeError):

@@ -64,11 +64,8 @@ def fp32_compute(module: torch.nn.Module):
 
 def graph_model(segmentor):
     """A copy of ``segmentor`` on the ``meta`` device, in fp32: what ``torch.export`` traces."""
-    from mmseg.registry import MODELS
-    cfg = segmentor.cfg
-    with torch.device('meta'):
-        model = MODELS.build(cfg.model)
-    return model.eval()
+    from ..config import build_model
+    return build_model(segmentor.cfg, device='meta').eval()
 
 
 def _np_dtype(dtype: torch.dtype):

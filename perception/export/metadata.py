@@ -4,8 +4,8 @@ from typing import Dict, Optional, Sequence
 
 from mmengine.logging import print_log
 
-from ..deploy.runtime import int_pair
-from ..segmentation.test_time import check_slide, min_input_size
+from ..common.geometry import check_slide, int_pair
+from ..segmentation.padding import min_input_size
 from .errors import ExportError
 from .writers import INPUT_NAME
 

@@ -119,7 +119,7 @@ def verify_whole_images(segmentor, bundle_dir, manifest: Dict, session, shapes: 
     ``ExportVerificationError``."""
     from ..deploy.runtime import Segmenter
     from ..inference import segment
-    from ..segmentation.test_time import enable_any_input_size
+    from ..segmentation.padding import enable_any_input_size
     seg = Segmenter(bundle_dir, manifest, session)
     enable_any_input_size(segmentor)
     saved = segmentor.test_cfg

@@ -8,7 +8,7 @@ from typing import Dict, Optional
 import torch
 from mmengine.logging import print_log
 
-from ..checkpoint.loader import DTYPE_NAMES
+from ..common.dtypes import torch_dtype
 from ..deploy.bundle import META_FORMAT, META_MODEL_ID, META_NUM_CLASSES, META_PATCH_SIZE, ONNX_FORMAT_TAG
 from .errors import ExportError
 from .wrapper import ExportableSegmentor, exportable_pools
@@ -118,7 +118,7 @@ def export_safetensors(segmentor, out_dir, dtype: str = 'bf16', model_id: str = 
     tensors = {k: LazyTensor.wrap(v.detach().cpu()) for k, v in state.items()}
     write_safetensors(path, tensors, metadata=dict(format='perception-segmentor-weights', dtype=dtype,
                                                    config='config.py', model_id=model_id),
-                      dtype=DTYPE_NAMES[dtype])
+                      dtype=torch_dtype(dtype))
     back, _ = read_safetensors(path)
     wrong = [k for k in state if k not in back or tuple(back[k].shape) != tuple(state[k].shape)]
     if wrong or len(back) != len(state):

@@ -5,6 +5,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
+from ..common.dtypes import LOW_PRECISION, torch_dtype
 from ..layers.vision_transformer import InternVisionTransformer
 from ..registry import register
 
@@ -47,13 +48,12 @@ class InternViT(InternVisionTransformer, BaseModule):
         if img_size is not None:  # the position-embedding grid, e.g. 504 for InternVL's tuned segmentors
             from ..layers.vision_transformer import parse_arch
             arch = dict(parse_arch(arch), img_size=int(img_size))
-        low = {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-        if weights_dtype not in low:
+        if weights_dtype is not None and weights_dtype not in LOW_PRECISION:
             raise ValueError(f"weights_dtype must be None, 'bf16' or 'fp16', got {weights_dtype!r}")
         if weights_dtype and not frozen:
             raise ValueError(f'weights_dtype={weights_dtype!r} needs frozen=True: trained weights stay fp32 (mixed '
                              'precision trains them through autocast)')
-        self.weights_dtype = low[weights_dtype]
+        self.weights_dtype = weights_dtype and torch_dtype(weights_dtype)
         if self.weights_dtype is None:
             self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
         else:  # never an fp32 copy: build on meta, allocate in the dtype, reset (init_weights fills it)

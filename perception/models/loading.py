@@ -7,7 +7,8 @@ import torch
 from mmengine.logging import print_log
 
 from ..checkpoint.errors import CheckpointError
-from ..checkpoint.loader import (DTYPE_NAMES, _describe, _log_unused, arch_for_source, default_dtype, fill_model,
+from ..common.dtypes import torch_dtype
+from ..checkpoint.loader import (describe_source, log_unused, arch_for_source, default_dtype, fill_model,
                                  read_backbone_state)
 from .internvit import InternViT
 
@@ -28,9 +29,10 @@ def load_backbone(path, config=None, **overrides):
     t0 = time.perf_counter()
     dtype = overrides.pop('dtype', None)
     if isinstance(dtype, str):
-        if dtype not in DTYPE_NAMES:
-            raise CheckpointError(f'unknown dtype {dtype!r} (choose from {sorted(DTYPE_NAMES)})')
-        dtype = DTYPE_NAMES[dtype]
+        try:
+            dtype = torch_dtype(dtype)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     elif dtype is not None and not isinstance(dtype, torch.dtype):
         raise CheckpointError(f'dtype must be a name or a torch.dtype, got {dtype!r}')
     src, sd, unused, fmt = read_backbone_state(path)
@@ -48,8 +50,8 @@ def load_backbone(path, config=None, **overrides):
     model._is_init = True
     if model.frozen:
         model.freeze()
-    _log_unused(unused, src.path)
-    print_log(f'loaded {src.path}: {_describe(src, fmt)}; {arch["num_layers"]} layers x {arch["embed_dims"]}, '
+    log_unused(unused, src.path)
+    print_log(f'loaded {src.path}: {describe_source(src, fmt)}; {arch["num_layers"]} layers x {arch["embed_dims"]}, '
               f'{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params in {str(dtype)[6:]}; '
               f'attention backend {model.resolved_attn_backend()!r} (requested {model.attn_backend!r}); '
               f'{time.perf_counter() - t0:.1f} s', logger='current')

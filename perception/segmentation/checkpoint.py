@@ -10,7 +10,7 @@ from typing import Dict, Optional
 from mmengine.logging import print_log
 
 from ..checkpoint.errors import CheckpointError
-from ..checkpoint.formats import _strip_common
+from ..checkpoint.formats import strip_common_prefix
 from ..checkpoint.loader import load_pretrained_into, open_checkpoint, strict_copy
 from ..layers.pos_embed import resample_abs_pos_embed
 
@@ -19,7 +19,7 @@ _PYRAMID = re.compile(r'^backbone\.(up[1-4]\..+)$')
 
 def convert_segmentor_state(sd: Dict) -> Dict:
     """Pure: InternVL mmseg-0.x segmentor keys -> this project's segmentor keys."""
-    sd = _strip_common(sd, 'module.')
+    sd = strip_common_prefix(sd, 'module.')
     out = {}
     for k, v in sd.items():
         m = _PYRAMID.match(k)

@@ -14,7 +14,7 @@ patch), ``cls_patch_lastN`` (the same for N last blocks, concatenated).
 
 By concern: ``cache`` (the cache format and what it pins), ``extract`` (the frozen backbone over the
 images), ``heads`` (the head grid), ``train`` (training, evaluation, ``run_linear_probe``). The plain
-probe's epoch time, for comparison, is ``perception.benchmark.plain_probe_epoch_seconds``.
+probe's epoch time, for comparison, is ``benchmarks.probe.plain_probe_epoch_seconds`` (outside the package).
 """
 from .cache import CACHE_VERSION, CacheMismatchError, FeatureCache, backbone_checkpoint, cache_identity
 from .extract import build_eval_dataset, build_frozen_backbone, extract_features, preprocess

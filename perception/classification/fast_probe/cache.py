@@ -7,8 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from ...checkpoint.io import atomic_write
-from ...deploy.cli import InputError
+from ...common.files import atomic_write
+from ...common.errors import InputError
 
 
 CACHE_VERSION = 1

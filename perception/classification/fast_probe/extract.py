@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from ...deploy.files import sha256_path
+from ...common.files import sha256_path
 from .cache import CacheMismatchError, FeatureCache, backbone_checkpoint, cache_identity
 
 

@@ -4,7 +4,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from ...checkpoint.io import atomic_write
+from ...common.files import atomic_write
 
 
 def feature_choices(C: int, n_blocks: int, wanted: Sequence[int]) -> Dict[str, slice]:

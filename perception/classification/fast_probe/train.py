@@ -11,8 +11,8 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from ...checkpoint.io import atomic_write
-from ...deploy.files import sha256_path
+from ...common.files import atomic_write
+from ...common.files import sha256_path
 from .cache import FeatureCache, backbone_checkpoint
 from .extract import extract_features
 from .heads import HeadGrid, feature_choices, save_head

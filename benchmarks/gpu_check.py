@@ -3,12 +3,14 @@
 * :func:`attention_kernels`: one real-width InternViT-6B block (3200 wide, 25 heads, MLP 12800) in
   bf16 with each attention kernel (math, SDPA, xformers): parity against the fp32 math block,
   forward and forward+backward time, TFLOP/s and MFU, and peak memory above the weights.
+* :func:`full_forward`: the whole encoder eager and with ``compile_blocks``.
 * :func:`fsdp_steps`: the 6B full-tuning FSDP config (``mmcfg/scale/``) at reduced depth on the
   GPUs of this machine through ``tools/dist_train.sh``, a few iterations on generated data: step
   time and peak memory from mmengine's log, beside the memory plan's prediction
-  (:mod:`perception.scaling`) for the same model.
+  (:mod:`perception.memory_plan`) for the same model.
 """
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,44 +20,20 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .benchmark import forward_flops
+from .backbone import forward_flops
+from .machine import cuda_peak_mb
+from .timing import interleaved_medians, median_seconds, synced
+from .weights import materialize_random
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDP_6B = ROOT / 'mmcfg/scale/upernet_internvit-6b_fsdp-8xb2-80k_ade20k-504x504.py'
-
-
-def _timed(fn, device: str, warmup: int, repeats: int) -> float:
-    cuda = device.startswith('cuda')
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _peak_mb(fn, device: str) -> Optional[float]:
-    if not device.startswith('cuda'):
-        return None
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
 
 
 def attention_kernels(device: str = 'cuda', embed_dims: int = 3200, num_heads: int = 25, feedforward_channels: int = 12800,
                       tokens: int = 1297, batch: int = 4, backends: Sequence[str] = ('math', 'sdpa', 'xformers'),
                       warmup: int = 3, repeats: int = 10, peak_tflops: float = 989.0) -> List[Dict]:
     """One block per kernel, same weights, bf16; the reference is the fp32 math block."""
-    from .layers.block import Block
+    from perception.layers import Block
     torch.manual_seed(0)
     ref_blk = Block(embed_dims, num_heads, feedforward_channels, attn_backend='math').to(device)
     with torch.no_grad():
@@ -96,14 +74,14 @@ def attention_kernels(device: str = 'cuda', embed_dims: int = 3200, num_heads: i
             blk(xg).float().pow(2).mean().backward()
             blk.zero_grad(set_to_none=True)
 
-        row['fwd_ms'] = _timed(fwd, device, warmup, repeats) * 1e3
-        row['fwd_bwd_ms'] = _timed(fwd_bwd, device, warmup, repeats) * 1e3
+        row['fwd_ms'] = median_seconds(synced(fwd, device), repeats, warmup) * 1e3
+        row['fwd_bwd_ms'] = median_seconds(synced(fwd_bwd, device), repeats, warmup) * 1e3
         row['fwd_tflops'] = flop / row['fwd_ms'] / 1e9
         row['fwd_bwd_tflops'] = 3 * flop / row['fwd_bwd_ms'] / 1e9
         row['fwd_mfu'] = row['fwd_tflops'] / peak_tflops
         row['fwd_bwd_mfu'] = row['fwd_bwd_tflops'] / peak_tflops
-        row['fwd_peak_mb'] = _peak_mb(fwd, device)
-        row['fwd_bwd_peak_mb'] = _peak_mb(fwd_bwd, device)
+        row['fwd_peak_mb'] = cuda_peak_mb(fwd, device)
+        row['fwd_bwd_peak_mb'] = cuda_peak_mb(fwd_bwd, device)
         rows.append(row)
         blk = None  # free the block's memory before the next kernel's
     return rows
@@ -129,7 +107,7 @@ def attention_table(rows: List[Dict]) -> str:
 
 def reduced_fsdp_config(out_dir: Path, layers: int, data_root: str, iters: int, config: Path = FSDP_6B) -> Path:
     """The 6B FSDP config with ``layers`` blocks (6B width), no pretrained weights, generated data."""
-    from .layers.vision_transformer import parse_arch
+    from perception.layers.vision_transformer import parse_arch
     arch = dict(parse_arch('6b'), num_layers=layers, _delete_=True)
     step = max(layers // 4, 1)
     out_indices = tuple(min(layers - 1, step * (i + 1) - 1) for i in range(4))
@@ -151,12 +129,12 @@ custom_hooks = []
 def fsdp_steps(work_dir: Path, layers: int = 8, iters: int = 6, gpus: int = 1, python: str = sys.executable) -> Dict:
     """Run the reduced FSDP config; returns median step time (s, iterations after the first two) and
     peak memory (MiB, mmengine's max_memory_allocated) per rank."""
-    from .datasets.demo_data import make_demo_dataset
+    from perception.datasets.demo_data import make_demo_dataset
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     data = make_demo_dataset(work_dir / 'data', seed=0, num_train=32, num_val=2)
     cfg = reduced_fsdp_config(work_dir, layers, str(data), iters)
-    env = dict(__import__('os').environ, PYTHON=python)
+    env = dict(os.environ, PYTHON=python)
     run_dir = work_dir / f'run_{layers}-layers_{gpus}-gpus'
     if run_dir.exists():
         raise FileExistsError(f'{run_dir} exists: give gpu_check an empty --work-dir')
@@ -180,7 +158,7 @@ def fsdp_steps(work_dir: Path, layers: int = 8, iters: int = 6, gpus: int = 1, p
 
 
 def fsdp_prediction(config: str, gpus: int = 1, img: int = 504, batch: int = 2) -> Dict:
-    from .scaling import measure_for_config, plan
+    from perception.memory_plan import measure_for_config, plan
     m = measure_for_config(config, img, batch, torch.bfloat16)
     row = next(r for r in plan(m['counts'], m['block_act'], m['head_act'], m['flops'], m['backbone_flops'],
                                m['num_layers'], [gpus], param_bytes=2) if r['strategy'] == 'FULL_SHARD')
@@ -207,34 +185,23 @@ def full_forward(device: str = 'cuda', preset='6b', layers: Optional[int] = None
                  warmup: int = 2, repeats: int = 5, peak_tflops: float = 989.0) -> List[Dict]:
     """The whole encoder (random weights made directly in bf16 on the device, no autograd): forward
     time, TFLOP/s and MFU eager and with ``compile_blocks``, timed interleaved."""
-    from .benchmark import _interleaved_medians
-    from .layers.vision_transformer import InternVisionTransformer, parse_arch
+    from perception.layers.vision_transformer import InternVisionTransformer, parse_arch
     arch = parse_arch(preset)
     if layers:
         arch['num_layers'] = layers
     with torch.device('meta'):
         model = InternVisionTransformer(arch, attn_backend=attn_backend)
-    model.to_empty(device=device)
-    model.to(torch.bfloat16).eval().requires_grad_(False)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 1:
-                p.fill_(1.0 if 'norm' in name else 0.1)
-            else:
-                p.normal_(0, 0.02)
+    materialize_random(model, torch.bfloat16, device).requires_grad_(False)
     x = torch.randn(batch, 3, size, size, device=device, dtype=torch.bfloat16)
     tokens = (size // arch['patch_size']) ** 2 + 1
     flop = forward_flops(arch, tokens, batch)
-    cuda = device.startswith('cuda')
 
     def runner(mode):
         def run():
             model.set_compile_blocks(mode)
             with torch.no_grad():
                 model(x)
-            if cuda:
-                torch.cuda.synchronize()
-        return run
+        return synced(run, device)
 
     fns, rows = [], []
     for mode in modes:
@@ -243,8 +210,8 @@ def full_forward(device: str = 'cuda', preset='6b', layers: Optional[int] = None
         first_s = time.perf_counter() - t0
         fns.append(runner(mode))
         rows.append(dict(preset=preset if isinstance(preset, str) else f"{arch['embed_dims']}-wide", layers=arch['num_layers'], batch=batch, size=size, tokens=tokens,
-                         compiled=bool(mode), first_call_s=first_s, peak_mb=_peak_mb(runner(mode), device)))
-    meds = _interleaved_medians(fns, repeats, warmup)
+                         compiled=bool(mode), first_call_s=first_s, peak_mb=cuda_peak_mb(runner(mode), device)))
+    meds = interleaved_medians(fns, repeats, warmup)
     for r, ms in zip(rows, meds):
         r['ms'] = ms
         r['tflops'] = flop / ms / 1e9

@@ -9,14 +9,9 @@ import argparse
 import os
 import sys
 
+from .errors import InputError
+
 DEBUG_ENV = 'PERCEPTION_DEBUG'
-
-
-class InputError(Exception):
-    """Bad input (a file, a config key, a value): the CLI prints the message as one line. The
-    project's error classes (``CheckpointError``, ``ConfigError``, ``WorkDirError``, ``DeployError``,
-    ``ExportError``, ``CacheMismatchError``) derive from it."""
-
 
 INPUT_ERRORS = (InputError, ValueError, OSError)
 

@@ -1,5 +1,5 @@
 """File utilities with no dependency beyond the standard library: the one home of the atomic writer
-and the sha256 recipes, imported by the deploy runtime and by the rest of the package alike."""
+and the sha256 recipes."""
 import contextlib
 import hashlib
 import os

@@ -8,39 +8,15 @@ resize, ``whole`` mode), this project applies one documented rule, in ``tools/in
 mean colour, after normalisation) to a multiple of the patch size, and at least ``min_size``; the
 logits are computed for the padded input and cropped back. Where mmseg can run, nothing changes.
 """
-from typing import Sequence, Tuple
-
 import torch.nn.functional as F
 
-from ..deploy.runtime import padded_size  # the one copy of the rule's arithmetic (torch-free)
+from ..common.geometry import check_slide, padded_size  # the one copy of the rule's arithmetic
 
 
 def min_input_size(segmentor) -> int:
     """The smallest network input side: one patch, two with a pyramid neck (it halves the grid)."""
     p = int(segmentor.backbone.patch_size)
     return 2 * p if getattr(segmentor, 'with_neck', False) else p
-
-
-def _pair(v, what: str) -> Tuple[int, int]:
-    if isinstance(v, int):
-        return v, v
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return int(v[0]), int(v[1])
-    raise ValueError(f'test_cfg.{what} must be an int or a pair of ints, got {v!r}')
-
-
-def check_slide(crop: Sequence[int], stride: Sequence[int], patch: int, where: str = 'test_cfg'):
-    """Sliding-window settings that can work: positive, crop a multiple of the patch size, stride at
-    most the crop (a larger stride leaves pixels no window covers). Raises ``ValueError`` naming them."""
-    crop, stride = _pair(crop, 'crop_size'), _pair(stride, 'stride')
-    if min(crop) < 1 or min(stride) < 1:
-        raise ValueError(f'{where}: slide crop {list(crop)} and stride {list(stride)} must be positive')
-    if crop[0] % patch or crop[1] % patch:
-        raise ValueError(f'{where}: slide crop {list(crop)} is not a multiple of the patch size {patch}')
-    if stride[0] > crop[0] or stride[1] > crop[1]:
-        raise ValueError(f'{where}: slide stride {list(stride)} is larger than the crop {list(crop)}: '
-                         'pixels between windows would get no prediction')
-    return crop, stride
 
 
 def check_test_cfg(segmentor):

@@ -1,18 +1,19 @@
-"""ADE20K-layout datasets with clear errors, few-shot subsets, and the demo dataset."""
+"""The segmentation datasets (ADE20K, COCO-Stuff-164k, Pascal Context-59, Cityscapes, your own folder, the demo
+shapes) behind one set of checks, and few-shot subsets."""
 import os
 import os.path as osp
 from typing import List, Optional
 
 import numpy as np
-from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 from mmseg.datasets import (ADE20KDataset, BaseSegDataset, CityscapesDataset, COCOStuffDataset,
                             PascalContextDataset59)
 
-from ..deploy.runtime import png_conversion_note
+from ..common.images import IMG_EXTS, png_conversion_note
+from ..registry import register
 from .demo_data import CLASSES as DEMO_CLASSES
 from .demo_data import PALETTE as DEMO_PALETTE
-from ..registry import register
+from .transforms import check_png_label_map
 
 
 def few_shot_subset(items: List, divisor: int, seed: int = 0) -> List:
@@ -44,7 +45,7 @@ class _CheckedSegData:
         if not data_list:
             raise FileNotFoundError(f'{type(self).__name__}: no *{self.img_suffix} images in {img_dir}')
         if img_dir and osp.isdir(img_dir):  # images of another type would be left out without a word
-            other = sorted(f for f in os.listdir(img_dir) if osp.splitext(f)[1].lower() in IMAGE_SUFFIXES
+            other = sorted(f for f in os.listdir(img_dir) if osp.splitext(f)[1].lower() in IMG_EXTS
                            and not f.endswith(self.img_suffix))
             if other:
                 raise ValueError(f'{type(self).__name__}: {img_dir} holds {len(other)} image(s) that are not '
@@ -64,7 +65,7 @@ class _CheckedSegData:
         """The pipeline on one sample; the label map's format is checked before mmseg reads it, and any
         failure names the image and annotation files (mmcv's own errors name neither)."""
         info = self.get_data_info(idx)
-        _check_png_label_map(info.get('seg_map_path'))
+        check_png_label_map(info.get('seg_map_path'))
         img = info.get('img_path')
         if img and not getattr(self, '_announced_conversion', False) and img.lower().endswith('.png') \
                 and osp.isfile(img):
@@ -136,56 +137,3 @@ class PerceptionCityscapesDataset(_CheckedSegData, CityscapesDataset):
 class DemoShapesDataset(PerceptionADE20KDataset):
     """The generated demo dataset (``tools/make_demo_data.py``): 6 shape/texture classes."""
     METAINFO = dict(classes=DEMO_CLASSES, palette=[list(p) for p in DEMO_PALETTE])
-
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def _check_png_label_map(path):
-    """mmseg's ``LoadAnnotations`` casts to uint8 and squeezes: a 16-bit PNG with labels >= 256 would
-    wrap (258 -> 2) and a colour PNG would load as H x W x 3. Read the PNG header (bytes, cheap) and,
-    for 16-bit files only, the values; refuse what would change meaning, naming the file."""
-    if not (isinstance(path, str) and path.lower().endswith('.png') and osp.isfile(path)):
-        return
-    with open(path, 'rb') as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
-        raise ValueError(f'annotation {path} is not a readable PNG (truncated or another format)')
-    depth, color = head[24], head[25]
-    if color not in (0, 3):  # grey or palette (palette indices are the labels, as in ADE20K tools)
-        kind = {2: 'RGB', 4: 'grey + alpha', 6: 'RGBA'}.get(color, f'colour type {color}')
-        raise ValueError(f'annotation {path} is a {kind} PNG: expected one channel of label values')
-    if depth == 16:
-        import cv2
-        seg = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if seg is not None and seg.max() > 255:
-            raise ValueError(f'annotation {path} is a 16-bit PNG with labels up to {int(seg.max())}: '
-                             'mmseg reads label maps as 8 bits, so they would wrap (e.g. 258 -> 2)')
-
-
-@register('TRANSFORMS', 'mmseg')
-class CheckSegMap(BaseTransform):
-    """Validate a loaded annotation against its image: same size, labels in ``[0, num_classes)`` or
-    ``ignore_index``. Errors name the annotation file. Put it right after ``LoadAnnotations``."""
-
-    def __init__(self, num_classes: int, ignore_index: int = 255):
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-
-    def transform(self, results: dict) -> dict:
-        seg = results['gt_seg_map']
-        path = results.get('seg_map_path', '?')
-        _check_png_label_map(path)
-        ori = results.get('ori_shape') or results['img'].shape[:2]
-        if tuple(seg.shape[:2]) != tuple(ori[:2]):
-            raise ValueError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} but its image '
-                             f'{results.get("img_path", "?")} is {ori[1]}x{ori[0]} (W x H)')
-        bad = (seg >= self.num_classes) & (seg != self.ignore_index)
-        if bad.any():
-            vals = sorted(set(np.unique(seg[bad]).tolist()))[:10]
-            raise ValueError(f'annotation {path} has label values {vals} outside [0, {self.num_classes}) '
-                             f'and != ignore index {self.ignore_index} (after reduce_zero_label)')
-        return results
-
-    def __repr__(self):
-        return f'{type(self).__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'

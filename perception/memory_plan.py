@@ -47,23 +47,6 @@ class SavedTensorBytes:
         return sum(self.storages.values())
 
 
-def build_segmentor(config, device='meta'):
-    """The segmentor of ``config`` (a path or an mmengine ``Config``), built on ``device``."""
-    from .setup_env import register_all_modules
-    register_all_modules()  # configs without custom_imports build too
-    from .apis import load_config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    from .apis import _replace_syncbn
-    cfg = load_config(config)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    _replace_syncbn(cfg.model)
-    with torch.device(device):
-        model = MODELS.build(cfg.model)
-    return cfg, model
-
-
 def param_counts(model) -> Dict[str, int]:
     out = {'backbone': 0, 'blocks': 0, 'largest_block': 0, 'neck': 0, 'decode_head': 0, 'auxiliary_head': 0}
     for name, p in model.named_parameters():
@@ -199,7 +182,9 @@ def measure_for_config(config: str, img: int = 504, batch: int = 2, dtype=torch.
     """Everything the plan needs, from a config: parameter counts (model on ``meta``), activation bytes
     (one real-width block run in ``dtype`` on the CPU; pyramid + heads on ``meta``) and FLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
-    cfg, model = build_segmentor(config)
+    from .config import build_model, load_config
+    cfg = load_config(config)
+    model = build_model(cfg, device='meta')
     counts = param_counts(model)
     bb = model.backbone
     tokens = (img // bb.patch_size) ** 2 + 1

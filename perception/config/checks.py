@@ -1,0 +1,120 @@
+"""Config checks before anything is built: every key of the model, its components, the loops, hooks,
+optimizer and schedulers is an argument of the class it builds, or the check names its path and the
+closest known argument (a misspelt key would otherwise be a TypeError deep inside mmengine's build, or
+be swallowed by ``**kwargs``)."""
+from .loading import ConfigError
+
+COMPONENTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor')
+
+
+def class_arguments(cls):
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; ``complete`` is False
+    when some ``**kwargs`` reach a class that takes anything (then nothing can be refused)."""
+    import inspect
+    known, complete = [], False
+    for klass in (cls.__mro__ if inspect.isclass(cls) else ()):  # **kwargs go to the base class
+        if '__init__' not in vars(klass):
+            continue
+        try:
+            params = inspect.signature(klass.__init__).parameters
+        except (TypeError, ValueError):  # a C-implemented __init__
+            break
+        known += [k for k, p in params.items() if k != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                  and k not in known]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            complete = True
+            break
+    return known, complete
+
+
+def check_keys(node: dict, path: str, cls, name: str, allowed=(), closed: bool = False):
+    """``closed``: refuse unknown keys even where ``**kwargs`` would swallow them (CheckpointHook's
+    go to a deprecated file-client argument: a misspelt ``interval`` would vanish there)."""
+    import difflib
+    known, complete = class_arguments(cls)
+    for k in (node if complete or closed else ()):
+        if k not in known and k not in ('type', '_scope_', '_delete_') + tuple(allowed):
+            near = difflib.get_close_matches(k, known, 1)
+            raise ConfigError(f'{path}.{k}: {name} has no argument {k!r}'
+                              + (f' (did you mean {near[0]!r}?)' if near else f'; it takes {known}'))
+
+
+def registry(scope: str, name: str):
+    import importlib
+    return getattr(importlib.import_module(f'{scope}.registry'), name)
+
+
+def check_model_keys(node, path: str = 'model', scope: str = 'mmseg'):
+    """Every key of the model dict and of its components (``backbone``, ``neck``, heads, data
+    preprocessor) is a parameter of that class or of the bases its ``**kwargs`` go to: a
+    misspelt key fails here, naming its path and the closest known name, instead of as a TypeError
+    inside mmengine's build. Nested builder dicts (``norm_cfg``, ``loss_decode``, ...) are left to
+    their builders."""
+    if isinstance(node, (list, tuple)):  # e.g. several auxiliary heads
+        for i, v in enumerate(node):
+            if isinstance(v, dict):
+                check_model_keys(v, f'{path}[{i}]', scope)
+        return
+    if not isinstance(node, dict):
+        return
+    typ = node.get('type')
+    if isinstance(typ, str):
+        check_keys(node, path, registry(scope, 'MODELS').get(typ), typ)
+    if path == 'model':
+        for k in COMPONENTS:
+            if k in node:
+                check_model_keys(node[k], f'{path}.{k}', scope)
+
+
+def check_runner_keys(cfg, scope: str = 'mmseg'):
+    """The rest of a config the way :func:`check_model_keys` checks the model: a top-level key one
+    typo away from a Runner argument (``trian_cfg``), and the keys of the loops (``train_cfg`` ...),
+    ``default_hooks``, ``custom_hooks``, ``optim_wrapper`` and its optimizer, and ``param_scheduler``
+    entries, against the classes they build. Other top-level keys are the config's own variables."""
+    import difflib
+    from mmengine.runner import FlexibleRunner, Runner
+    runner_args = sorted(set(class_arguments(Runner)[0]) | set(class_arguments(FlexibleRunner)[0]))
+    extra = ('default_scope', 'custom_imports', 'runner_type', 'launcher', 'resume', 'load_from', 'work_dir')
+    for k in cfg.keys():
+        if k in runner_args or k in extra or k.startswith('_'):
+            continue
+        near = difflib.get_close_matches(k, runner_args, 1, cutoff=0.85)
+        if near:
+            raise ConfigError(f'{k}: not a Runner setting (did you mean {near[0]!r}?); a variable of the config '
+                              'itself would be ignored by the Runner')
+    loops = {'train_cfg': None, 'val_cfg': 'ValLoop', 'test_cfg': 'TestLoop'}
+    for key, default in loops.items():
+        node = cfg.get(key)
+        if not isinstance(node, dict):
+            continue
+        typ = node.get('type') or default or ('EpochBasedTrainLoop' if node.get('by_epoch', True) else
+                                              'IterBasedTrainLoop')
+        cls = registry(scope, 'LOOPS').get(typ)
+        if cls is not None:
+            check_keys(node, key, cls, typ, allowed=('by_epoch', 'runner', 'dataloader', 'evaluator'))
+    hooks = [(f'default_hooks.{k}', v) for k, v in (cfg.get('default_hooks') or {}).items()]
+    hooks += [(f'custom_hooks[{i}]', v) for i, v in enumerate(cfg.get('custom_hooks') or [])]
+    for path, node in hooks:
+        if isinstance(node, dict) and isinstance(node.get('type'), str):
+            cls = registry(scope, 'HOOKS').get(node['type'])
+            if cls is not None:
+                check_keys(node, path, cls, node['type'], allowed=('priority',),
+                            closed=node['type'].split('.')[-1] in ('CheckpointHook', 'SafeCheckpointHook'))
+    ow = cfg.get('optim_wrapper')
+    if isinstance(ow, dict) and 'type' in ow and not isinstance(ow.get('optimizer'), type(None)):
+        cls = registry(scope, 'OPTIM_WRAPPERS').get(ow.get('type', 'OptimWrapper'))
+        if cls is not None:
+            check_keys(ow, 'optim_wrapper', cls, ow.get('type', 'OptimWrapper'),
+                        allowed=('constructor', 'paramwise_cfg'))
+        opt = ow.get('optimizer')
+        if isinstance(opt, dict) and isinstance(opt.get('type'), str):
+            cls = registry(scope, 'OPTIMIZERS').get(opt['type'])
+            if cls is not None:
+                check_keys(opt, 'optim_wrapper.optimizer', cls, opt['type'], allowed=('params',))
+    scheds = cfg.get('param_scheduler')
+    for i, node in enumerate(scheds if isinstance(scheds, (list, tuple)) else [scheds] if scheds else []):
+        if isinstance(node, dict) and isinstance(node.get('type'), str):
+            cls = registry(scope, 'PARAM_SCHEDULERS').get(node['type'])
+            if cls is not None:
+                check_keys(node, f'param_scheduler[{i}]', cls, node['type'],
+                            allowed=('convert_to_iter_based', 'optimizer', 'param_name'))
