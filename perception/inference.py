@@ -1,11 +1,13 @@
 """Segment images with a trained segmentor: label PNGs and colour overlays."""
 import copy
+import logging
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
 
 from .common.dtypes import LOW_PRECISION, torch_dtype
+from .common.images import image_noted
 from .deploy.io import segment_images as folder_loop
 from .deploy.runtime import overlay as blend
 
@@ -100,14 +102,30 @@ def _pipeline(cfg):
     return Compose(steps)
 
 
-def segment(model, img_bgr: np.ndarray):
-    """Label map (H x W, uint8/int64) of one BGR image, and the SegDataSample."""
+def segment(model, img_bgr):
+    """Label map (H x W, uint8/int64) of one image, and the SegDataSample.
+
+    ``img_bgr``: an array, ``H x W x 3`` BGR (``H x W`` grey; ``H x W x 4`` BGRA: the alpha dropped,
+    logged), or a path (decoded as training decodes it). uint8 is taken as is; uint16 becomes
+    ``value * 255 / 65535`` rounded and float in [0, 1] ``value * 255`` rounded, each with a warning in
+    the log; other dtypes (bool, int32, ...), floats outside [0, 1], NaN or infinity raise a one-line
+    ``ValueError``. The conversion is ``perception.common.images.to_bgr_uint8``, the one the ONNX
+    runtime (``perception.deploy``) applies, so both backends label the same input alike.
+    """
     import torch
     from mmengine.dataset import pseudo_collate
-    data = _pipeline(model.cfg)(dict(img=img_bgr))
+    img = _as_bgr(img_bgr)
+    data = _pipeline(model.cfg)(dict(img=img))
     with torch.no_grad():
         res = model.test_step(pseudo_collate([data]))[0]
     return res.pred_sem_seg.data[0].cpu().numpy(), res
+
+
+def _as_bgr(image) -> np.ndarray:
+    img, note = image_noted(image)
+    if note:
+        print_log(note, logger='current', level=logging.WARNING)
+    return img
 
 
 def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
@@ -127,8 +145,9 @@ class _TorchSegmenter:
         self.label_dtype = np.uint8 if model.decode_head.num_classes <= 256 else np.uint16
 
     def segment(self, img_bgr, alpha: float = 0.5, side_by_side: bool = False):
-        label, _ = segment(self.model, img_bgr)
-        return label.astype(self.label_dtype), overlay(img_bgr, label, self.palette, alpha, side_by_side)
+        img = _as_bgr(img_bgr)  # converted once: the overlay is drawn on what was segmented
+        label, _ = segment(self.model, img)
+        return label.astype(self.label_dtype), overlay(img, label, self.palette, alpha, side_by_side)
 
 
 def segment_images(model, inputs, out_dir: str, alpha: float = 0.5, progress: bool = True) -> Dict:

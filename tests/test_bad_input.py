@@ -333,5 +333,6 @@ def test_segmenting_again_removes_what_an_interrupted_run_left_and_only_that(tmp
     msgs = []
     segment_images(_Echo(), str(tmp_path / 'a.jpg'), str(out), log=lambda m, lvl: msgs.append(m))
     assert not left.exists() and other.exists()
-    assert sorted(p.name for p in out.iterdir()) == ['.b_label.png.abcd1234.tmp', 'a_label.png', 'a_overlay.jpg']
+    assert sorted(p.name for p in out.iterdir()) == ['.b_label.png.abcd1234.tmp', '.perception-outputs.json',
+                                                     'a_label.png', 'a_overlay.jpg']
     assert any('removed 1 temporary file(s) an interrupted run left' in m for m in msgs)

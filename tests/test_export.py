@@ -128,7 +128,7 @@ def test_upernet_bundle_manifest_and_parity_at_two_sizes(upernet_bundle, trained
     assert m['classes'] == list(DEMO_CLASSES) and m['palette'] == [list(p) for p in DEMO_PALETTE]
     assert m['num_classes'] == 6 and m['patch_size'] == 14 and m['min_size'] == 28
     # the demo config tests whole images (issue 13: exported as 'whole', no longer as a made-up window)
-    assert m['mode'] == 'whole' and m['slide'] is None and m['version'] == 2
+    assert m['mode'] == 'whole' and m['slide'] is None and m['version'] == 3
     assert m['resize'] == {'type': 'short_side', 'short_side': 112, 'size_divisor': 14, 'max_long_side': None}
     assert m['input']['mean'] == [123.675, 116.28, 103.53] and m['input']['color'] == 'RGB'
     assert m['opset'] >= 18 and m['onnx']['external_data'] == []
@@ -461,7 +461,7 @@ def test_runtime_labels_whole_images_as_pytorch_slides(trained, tmp_path):
     band at the right (the runtime padded before sliding). Both resize kinds, images of every shape.
     One export (keep_ratio); the fixed-size case runs the same network with the resize that export
     derives from that config (the network does not depend on the resize: only the manifest does)."""
-    from perception.deploy.bundle import preprocessing_digest
+    from perception.deploy.bundle import manifest_digests
     from perception.export.metadata import resize_spec
     from perception.export.verify import whole_image_shapes
     slide = {'model.test_cfg': dict(mode='slide', crop_size=(112, 112), stride=(70, 70))}
@@ -477,7 +477,7 @@ def test_runtime_labels_whole_images_as_pytorch_slides(trained, tmp_path):
     cfg.merge_from_dict(fixed)
     assert resize_spec(cfg) == dict(type='fixed', size=[98, 154])  # mmcv scales are (w, h)
     man = _rewrite_manifest(tmp_path / 'fixed', resize=resize_spec(cfg))
-    _rewrite_manifest(tmp_path / 'fixed', preprocessing_sha256=preprocessing_digest(man))  # as export writes it
+    _rewrite_manifest(tmp_path / 'fixed', digests=manifest_digests(man))  # as export writes it
     rng = np.random.default_rng(1)
     shapes = [(150, 260), (40, 33)] + whole_image_shapes((112, 112), 14)
     for bundle, opts in ((tmp_path / 'keep', keep), (tmp_path / 'fixed', fixed)):
@@ -538,8 +538,8 @@ def test_preprocessing_hash_and_full_hash_check(upernet_bundle, demo_data, tmp_p
     b = _copy_bundle(upernet_bundle[0], tmp_path / 'mean')
     m = json.loads((b / 'manifest.json').read_text())
     _rewrite_manifest(b, input=dict(m['input'], mean=[0.0, 0.0, 0.0]))
-    with pytest.raises(DeployError, match=r'mean/manifest\.json: the preprocessing values .* do not match their '
-                                          r'preprocessing_sha256'):
+    with pytest.raises(DeployError, match=r"mean/manifest\.json: manifest key 'input' does not match its sha256 "
+                                          r"in 'digests'"):
         load_bundle(b)
     b = _copy_bundle(upernet_bundle[0], tmp_path / 'cfg')
     raw = bytearray((b / 'config.py').read_bytes())

@@ -377,8 +377,9 @@ def test_demo_pipeline_writes_overlays_and_curve(demo_data, tmp_path):
     res = run_segmentation_demo(str(ROOT / DEMO_CONFIG), work_dir=str(tmp_path / 'demo'), data_root=demo_data,
                                 seed=1, num_overlays=2, cfg_options=_opts(demo_data, iters=2))
     assert 0 <= res['metrics']['mIoU'] <= 100
-    assert sorted(os.listdir(res['overlays'])) == ['demo_v00000_label.png', 'demo_v00000_overlay.jpg',
-                                                   'demo_v00001_label.png', 'demo_v00001_overlay.jpg']
+    assert sorted(os.listdir(res['overlays'])) == ['.perception-outputs.json', 'demo_v00000_label.png',
+                                                   'demo_v00000_overlay.jpg', 'demo_v00001_label.png',
+                                                   'demo_v00001_overlay.jpg']
     assert open(res['curve'], 'rb').read(4) == b'\x89PNG'
 
 
@@ -537,8 +538,8 @@ def test_tta_runs_on_the_demo_data_and_changes_the_prediction(demo_data, tmp_pat
                    tta=True)
     assert set(plain) == set(tta) and 'mIoU' in tta
     import cv2
-    names = sorted(os.listdir(tmp_path / 'p'))
-    assert names and names == sorted(os.listdir(tmp_path / 'a'))
+    names = sorted(n for n in os.listdir(tmp_path / 'p') if n.endswith('.png'))  # not the record beside them
+    assert names and names == sorted(n for n in os.listdir(tmp_path / 'a') if n.endswith('.png'))
     changed, seen = 0, set()
     for n in names:
         a, b = cv2.imread(str(tmp_path / 'p' / n), -1), cv2.imread(str(tmp_path / 'a' / n), -1)

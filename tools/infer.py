@@ -7,7 +7,10 @@
 ``--backend torch`` (default) builds the segmentor from its config and checkpoint. ``--backend onnx``
 runs a bundle written by ``tools/export.py`` with ``perception.deploy`` (numpy + onnxruntime + OpenCV:
 neither torch nor mmseg is imported). Unreadable or corrupt images are reported by name and skipped;
-the others are written. Both backends label an image the same way: the config's test resize and mode
+the others are written. ``--out`` keeps a record of what this tool wrote there (``.perception-outputs.json``):
+only those files are replaced, a file of an output's name that it did not write is refused before the
+model is loaded, and its outputs are never read as inputs (an ``--out`` inside the input folder is left
+out; so is every file an earlier run recorded), so a rerun into the same folder gives the same files. Both backends label an image the same way: the config's test resize and mode
 (``slide`` windows placed as mmseg places them, or ``whole``); a network input whose side is not a
 multiple of the patch size is padded at the bottom/right and its logits cropped back
 (perception/segmentation/padding.py).
@@ -57,8 +60,8 @@ def main(argv=None):
                             'image or folder')
     config = args.paths[0]
     checkpoint, inputs = (None, args.paths[1:]) if args.random_init else (args.paths[1], args.paths[2:])
-    from perception.common.images import list_images
-    list_images(inputs)  # no images: refused before the (possibly minutes-long) model load
+    from perception.deploy.io import plan_outputs
+    plan_outputs(inputs, args.out)  # no images, outputs over files we did not write: refused before the model load
     from perception.config import compile_options
     from perception.inference import init_segmentor, segment_images
     # bad input (a test_cfg that cannot work, no images, two inputs with one output name): one line, run_main
@@ -74,9 +77,9 @@ def _main_onnx(args):
     if len(args.paths) < 2:
         _parser(False).error('the onnx backend needs BUNDLE_DIR and at least one image or folder')
     from perception.deploy import load_bundle, segment_images
-    from perception.common.images import list_images
+    from perception.deploy.io import plan_outputs
     slide = ((args.slide[0],) * 2, (args.slide[1],) * 2) if args.slide else None
-    list_images(args.paths[1:])  # no images: refused before the bundle is loaded
+    plan_outputs(args.paths[1:], args.out)  # no images, outputs over files we did not write: refused before loading
     seg = load_bundle(args.paths[0], threads=args.threads, slide=slide, verify_hashes=args.verify_hashes)
     res = segment_images(seg, args.paths[1:], args.out, args.alpha)  # bad input: one line (run_main)
     return 1 if res['failed'] and not res['written'] else 0

@@ -6,6 +6,13 @@
 
 Loading is strict. A frozen InternVL release holds only heads and pyramid: the ViT comes from the
 config's ``model.backbone.init_cfg`` checkpoint (format A); every key of both files is accounted for.
+
+``--out DIR`` (segmentation): one ``<image name>.png`` per test image. Checked with the dataset's file
+list before the model is loaded: a name that exists in DIR but that this project did not write there
+(not in ``DIR/.perception-outputs.json``, or changed since: a ground-truth folder, a user's file) is
+refused in one line, every file untouched; its own earlier outputs are replaced. One run writes into
+DIR at a time. ``--work-dir`` takes no lock: a test writes only its own timestamped log folder, so it
+may run beside a training run in the same work dir (to evaluate its checkpoints).
 """
 import argparse
 import os
@@ -28,7 +35,8 @@ def main(argv=None):
                    help='multi-scale (0.5-1.75, sizes rounded to 14) + flip test-time augmentation (mmseg SegTTAModel)')
     p.add_argument('--work-dir')
     p.add_argument('--show-dir', help='write prediction overlays here')
-    p.add_argument('--out', help='write label maps here')
+    p.add_argument('--out', help='write label maps here (<image name>.png; files this project did not write there '
+                                  'are refused, not replaced)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     add_compile_argument(p)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')

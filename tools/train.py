@@ -4,6 +4,10 @@
                                  [--cfg-options k=v ...] [--launcher none|pytorch]
 
 Distributed: tools/dist_train.sh CONFIG NUM_PROCS (torchrun; gloo on CPU, nccl on GPUs).
+
+One run per work dir: the run holds ``WORK_DIR/.perception-train.lock`` while it trains (global rank 0
+for all ranks), and a second run into that work dir is refused in one line naming the first (pid, host,
+start time, command). A lock left by a run that was killed is replaced, with a warning naming it.
 """
 import argparse
 import os

@@ -1,7 +1,9 @@
 """Config checks before anything is built: every key of the model, its components, the loops, hooks,
 optimizer and schedulers is an argument of the class it builds, or the check names its path and the
 closest known argument (a misspelt key would otherwise be a TypeError deep inside mmengine's build, or
-be swallowed by ``**kwargs``)."""
+be swallowed by ``**kwargs``); and ``check_weights_fit``: a weights file to resume, load or evaluate
+fits the config's model. The values themselves are checked in ``values``, what the config asks of the
+machine in ``environment``."""
 from .loading import ConfigError
 
 COMPONENTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'head', 'data_preprocessor')
@@ -40,8 +42,16 @@ def check_keys(node: dict, path: str, cls, name: str, allowed=(), closed: bool =
 
 
 def registry(scope: str, name: str):
+    """The registry ``name`` of the OpenMMLab library ``scope`` (a config's ``default_scope``)."""
     import importlib
-    return getattr(importlib.import_module(f'{scope}.registry'), name)
+    try:
+        module = importlib.import_module(f'{scope}.registry')
+    except ModuleNotFoundError as e:
+        if e.name not in (scope, f'{scope}.registry'):
+            raise
+        raise ConfigError(f"default_scope={scope!r}: no OpenMMLab library of that name is installed (expected "
+                          "'mmseg' or 'mmpretrain')") from e
+    return getattr(module, name)
 
 
 def check_model_keys(node, path: str = 'model', scope: str = 'mmseg'):
@@ -118,3 +128,54 @@ def check_runner_keys(cfg, scope: str = 'mmseg'):
             if cls is not None:
                 check_keys(node, f'param_scheduler[{i}]', cls, node['type'],
                             allowed=('convert_to_iter_based', 'optimizer', 'param_name'))
+
+
+def check_weights_fit(cfg, path, resampled=()):
+    """Refuse a weights file (``--resume PATH``, ``load_from``, a checkpoint to evaluate) that does not
+    fit the config's model, before anything is built or written: mmengine's ``load_from`` / resume load
+    non-strictly and skip a mis-shaped tensor with a warning (a decode head for another class count,
+    a position embedding of another grid: training would go on from the initial weights), and the
+    strict evaluation loaders fail only after the Runner made the work dir.
+
+    The model is built on the ``meta`` device (no memory, nothing read); the file's tensors are read
+    lazily (shapes only; pickles weights-only). Refused with a ``CheckpointError``: the first tensor of
+    the model whose shape differs (both shapes named), or a file that holds none of the model's tensors.
+    Tensors only one side has are left to the loaders (partial loads are how fine-tuning starts).
+    ``resampled``: keys the caller's loader resamples to fit (the evaluation loaders resample
+    ``backbone.pos_embed`` to the model's grid; mmengine's load_from does not). A sharded FSDP folder is
+    checked as it loads, a URL (mmengine downloads it) is not checked. ``cfg``: a prepared config (or a
+    path)."""
+    import os.path as osp
+
+    from ..checkpoint.errors import CheckpointError, list_keys
+    from ..checkpoint.loader import open_checkpoint
+    from ..checkpoint.sharded import is_sharded_checkpoint
+    from .build import model_shapes
+    from .loading import load_config, scope_of
+    path = str(path)
+    if '://' in path or (osp.isdir(path) and is_sharded_checkpoint(path)):
+        return
+    cfg = load_config(cfg)
+    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in open_checkpoint(path).tensors.items()}
+    if scope_of(cfg) == 'mmpretrain':
+        if 'head.weight' in sd and any(k.startswith('norm.') for k in sd):  # InternVL's ImageNet head (format D)
+            from ..classification.checkpoint import convert_imagenet_head
+            sd = convert_imagenet_head(sd)
+    else:  # InternVL's segmentors keep the pyramid in the backbone (format C)
+        from ..segmentation.checkpoint import convert_segmentor_state
+        sd = convert_segmentor_state(sd)
+    shapes = model_shapes(cfg)
+    if not set(sd) & set(shapes):
+        raise CheckpointError(f'{path} holds none of the tensors of the model of {cfg.filename} (its keys: '
+                              f'{list_keys(sd, 4)}; the model\'s: {list_keys(shapes, 4)}): nothing would load')
+    for k, want in shapes.items():
+        if k not in sd or k in resampled or tuple(sd[k].shape) == tuple(want):
+            continue
+        got = tuple(sd[k].shape)
+        head = k.split('.')[0]
+        n = ((cfg.get('model') or {}).get(head) or {}).get('num_classes') \
+            if head in ('decode_head', 'auxiliary_head', 'head') else None
+        hint = (f' (model.{head}.num_classes={n}; the checkpoint was trained for {got[0]} classes)'
+                if isinstance(n, int) and got and want and want[0] == n and got[0] != n else '')
+        raise CheckpointError(f'{path} does not fit the model of {cfg.filename}: {k} is {list(got)} in the file '
+                              f'but {list(want)} in the model{hint}')

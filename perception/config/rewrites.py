@@ -67,7 +67,8 @@ def default_compile(cfg, cuda: bool):
     a block's training step 1.43x); CPUs gain little (docs/benchmarks.md), so they stay eager. A config
     or --compile / --no-compile that sets ``compile_blocks`` decides instead."""
     backbone = (cfg.get('model') or {}).get('backbone')
-    if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'InternViT':
+    kind = str(backbone.get('type', '')).split('.')[-1] if isinstance(backbone, dict) else None
+    if kind not in ('InternViT', 'InternViTAdapter'):
         return cfg
     if 'compile_blocks' in backbone or not cuda:
         return cfg

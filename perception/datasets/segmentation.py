@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmseg.datasets import (ADE20KDataset, BaseSegDataset, CityscapesDataset, COCOStuffDataset,
                             PascalContextDataset59)
 
-from ..common.images import IMG_EXTS, png_conversion_note
+from ..common.images import IMG_EXTS, ORIENTATIONS, exif_orientation, png_conversion_note
 from ..registry import register
 from .demo_data import CLASSES as DEMO_CLASSES
 from .demo_data import PALETTE as DEMO_PALETTE
@@ -67,6 +67,7 @@ class _CheckedSegData:
         info = self.get_data_info(idx)
         check_png_label_map(info.get('seg_map_path'))
         img = info.get('img_path')
+        self.check_orientation(img, info.get('seg_map_path'))
         if img and not getattr(self, '_announced_conversion', False) and img.lower().endswith('.png') \
                 and osp.isfile(img):
             note = png_conversion_note(img)
@@ -81,6 +82,33 @@ class _CheckedSegData:
             if any(f and f in str(e) for f in files):
                 raise
             raise ValueError(f'sample {idx} ({", ".join(f for f in files if f)}): {type(e).__name__}: {e}') from e
+
+    def check_orientation(self, img: Optional[str], seg: Optional[str]):
+        """Refuse an image whose EXIF orientation tag (2..8) the decoder applies when it has a label map:
+        mmcv's LoadImageFromFile (OpenCV or Pillow, colour) turns the image's pixels upright, while
+        mmseg's LoadAnnotations reads label maps as stored (``unchanged``): image and labels would no
+        longer match. Turning the label map as well is no fix: whether it was drawn on the stored or
+        on the upright pixels cannot be told from the files (annotation tools show the upright image)."""
+        if not (img and seg and osp.isfile(img)) or not self._decoder_orients():
+            return
+        tag = exif_orientation(img)
+        if tag not in ORIENTATIONS:
+            return
+        own = exif_orientation(seg) if osp.isfile(seg) else None
+        note = f' (its own tag {own} is ignored: label maps are read as stored)' if own in ORIENTATIONS else ''
+        raise ValueError(f'{img}: EXIF orientation tag {tag}: training decodes this image {ORIENTATIONS[tag]}, '
+                         f'but reads its label map {seg} as stored{note}: they would not match; store the image '
+                         'upright (e.g. PIL.ImageOps.exif_transpose) if its labels were drawn on the upright image, '
+                         'else set the tag to 1')
+
+    def _decoder_orients(self) -> bool:
+        """Whether the pipeline's image loader applies EXIF orientation (mmcv's LoadImageFromFile does
+        for color_type 'color' / 'grayscale' with the cv2 or pillow backend, the default)."""
+        for t in getattr(getattr(self, 'pipeline', None), 'transforms', None) or []:
+            if hasattr(t, 'color_type'):  # LoadImageFromFile and its subclasses
+                return (t.color_type in ('color', 'grayscale')
+                        and getattr(t, 'imdecode_backend', 'cv2') in ('cv2', 'pillow'))
+        return True
 
 
 @register('DATASETS', 'mmseg')

@@ -1,10 +1,11 @@
 """The export bundle: a folder with ``model.onnx`` (+ external data), ``manifest.json`` and, optionally,
 weights for PyTorch users. Reading and validating it needs numpy + onnxruntime only.
 
-The manifest schema (version 2; version 1 bundles, which predate ``mode`` and the preprocessing
-hash, are read as ``slide`` with a warning)::
+The manifest schema (version 3; version 2 bundles, whose hash covers the preprocessing only, and
+version 1 bundles, which predate ``mode`` and any hash, are read with a warning; version 1 as
+``slide``)::
 
-    format, version, model_id            'perception-segmentation-bundle', 1, a hex id also stored in
+    format, version, model_id            'perception-segmentation-bundle', 3, a hex id also stored in
                                          the ONNX model's metadata (``perception.model_id``)
     onnx: {file, external_data: [..], opset, input, output}
     files: {name: {bytes, sha256}}       every file of the bundle but the manifest
@@ -14,8 +15,10 @@ hash, are read as ``slide`` with a warning)::
     resize: null | {type: 'short_side', short_side, size_divisor, max_long_side}
             | {type: 'keep_ratio', scale: [long, short]} | {type: 'fixed', size: [h, w]}
     align_corners
-    preprocessing_sha256                 sha256 of the keys above that decide how an image becomes
-                                         network inputs and labels (PREPROCESSING_KEYS), checked at load
+    digests: {key: sha256}               one sha256 per key above that gives the labels their meaning
+                                         or decides how an image becomes network inputs (MEANING_KEYS),
+                                         checked at every load: an edited key is refused by name
+                                         (version 2: preprocessing_sha256, one sha256 of PREPROCESSING_KEYS)
     source: {config, config_sha256, checkpoint, checkpoint_sha256, torch, mmseg, exported_at}
     verification: [{shape, max_abs_diff, argmax_agreement}], tolerance
 """
@@ -25,14 +28,14 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..common.errors import InputError
+from ..common.errors import InputError, UnavailableError
 from ..common.files import sha256_file
 from ..common.geometry import check_slide, is_int_pair
 
 MANIFEST_NAME = 'manifest.json'
 BUNDLE_FORMAT = 'perception-segmentation-bundle'
-BUNDLE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+BUNDLE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ONNX_FORMAT_TAG = 'perception-segmentor'
 # keys of the ONNX model's metadata_props written by the exporter
 META_FORMAT = 'perception.format'
@@ -41,18 +44,32 @@ META_NUM_CLASSES = 'perception.num_classes'
 META_PATCH_SIZE = 'perception.patch_size'
 
 REQUIRED_KEYS = ('format', 'version', 'model_id', 'onnx', 'files', 'input', 'num_classes', 'classes',
-                 'patch_size', 'slide', 'mode', 'preprocessing_sha256')
-# what decides how an image becomes network inputs and labels: covered by preprocessing_sha256
+                 'patch_size', 'slide', 'mode')
+# what gives the labels their meaning and decides how an image becomes network inputs: one sha256 each in
+# a version 3 manifest's 'digests'
+MEANING_KEYS = ('num_classes', 'classes', 'palette', 'input', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
+                'align_corners')
+# version 2: the keys covered by its one preprocessing_sha256 (classes and palette were not)
 PREPROCESSING_KEYS = ('input', 'num_classes', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
                       'align_corners')
 
 logger = logging.getLogger(__name__)
 
 
-def preprocessing_digest(manifest: Dict) -> str:
-    """sha256 of the manifest's preprocessing values (canonical JSON of ``PREPROCESSING_KEYS``)."""
-    blob = json.dumps({k: manifest.get(k) for k in PREPROCESSING_KEYS}, sort_keys=True, separators=(',', ':'))
+def _sha256_json(value) -> str:
+    blob = json.dumps(value, sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def manifest_digests(manifest: Dict) -> Dict[str, str]:
+    """``{key: sha256 of its canonical JSON}`` for ``MEANING_KEYS``: the manifest's ``digests`` (v3)."""
+    return {k: _sha256_json(manifest.get(k)) for k in MEANING_KEYS}
+
+
+def preprocessing_digest(manifest: Dict) -> str:
+    """sha256 of the manifest's preprocessing values (canonical JSON of ``PREPROCESSING_KEYS``): the
+    ``preprocessing_sha256`` of a version 2 manifest."""
+    return _sha256_json({k: manifest.get(k) for k in PREPROCESSING_KEYS})
 
 
 class DeployError(InputError, RuntimeError):
@@ -85,24 +102,46 @@ def read_manifest(bundle_dir) -> Dict:
         raise DeployError(f'{path}: manifest version {m.get("version")!r} is not supported (this runtime '
                           f'reads versions {list(READABLE_VERSIONS)})')
     if m['version'] == 1:
-        logger.warning('%s: a version 1 bundle: its preprocessing is not covered by a hash and it runs as '
-                       '"slide"; export it again for the checks of version 2', path)
+        logger.warning('%s: a version 1 bundle: its classes, palette and preprocessing are not covered by a '
+                       'hash and it runs as "slide"; export it again for the checks of version %d', path,
+                       BUNDLE_VERSION)
         m.setdefault('mode', 'slide')
-        m.setdefault('preprocessing_sha256', None)
-    missing = [k for k in REQUIRED_KEYS if k not in m]
+    elif m['version'] == 2:
+        logger.warning('%s: a version 2 bundle: its classes and palette are not covered by a hash (only its '
+                       'preprocessing is); export it again for the checks of version %d', path, BUNDLE_VERSION)
+    need = REQUIRED_KEYS + {2: ('preprocessing_sha256',), 3: ('digests',)}.get(m['version'], ())
+    missing = [k for k in need if k not in m]
     if missing:
         raise DeployError(f'{path}: manifest misses key(s) {missing}')
+    if m['version'] >= 3:
+        d = m['digests'] if isinstance(m['digests'], dict) else {}
+        gone = [k for k in MEANING_KEYS if not isinstance(d.get(k), str)]
+        if gone:
+            raise DeployError(f'{path}: manifest key \'digests\' misses the sha256 of {gone}')
     _check_manifest_values(m, path)
     return m
 
 
-def check_preprocessing(bundle_dir, manifest: Dict):
-    """The manifest's preprocessing values match the ``preprocessing_sha256`` written at export (cheap;
-    ``load_bundle`` checks it after the checks against the model, whose errors are more specific)."""
-    if manifest.get('version', 1) >= 2 and manifest.get('preprocessing_sha256') != preprocessing_digest(manifest):
-        raise DeployError(f'{Path(bundle_dir) / MANIFEST_NAME}: the preprocessing values '
-                          f'({", ".join(PREPROCESSING_KEYS)}) do not match their preprocessing_sha256: the '
-                          'manifest was edited or damaged after export')
+def check_digests(bundle_dir, manifest: Dict):
+    """The manifest's meaning values (``MEANING_KEYS``: classes, palette, preprocessing, mode) match the
+    ``digests`` written at export; an edited key is refused by name (version 2: the preprocessing values
+    against ``preprocessing_sha256``; version 1: nothing to check). Cheap; ``load_bundle`` checks it
+    after the checks against the model, whose errors are more specific."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    version = manifest.get('version', 1)
+    if version >= 3:
+        digests = manifest.get('digests') or {}
+        got = manifest_digests(manifest)
+        edited = [k for k in MEANING_KEYS if digests.get(k) != got[k]]
+        if edited:
+            what = (f'manifest key {edited[0]!r} does not match its' if len(edited) == 1 else
+                    f'manifest keys {", ".join(repr(k) for k in edited)} do not match their')
+            raise DeployError(f'{path}: {what} sha256 in \'digests\': the manifest was edited or damaged after '
+                              'export (what the labels mean and how images are prepared are fixed at export: '
+                              'export the model again to change them)')
+    elif version == 2 and manifest.get('preprocessing_sha256') != preprocessing_digest(manifest):
+        raise DeployError(f'{path}: the preprocessing values ({", ".join(PREPROCESSING_KEYS)}) do not match '
+                          'their preprocessing_sha256: the manifest was edited or damaged after export')
 
 
 def _check_manifest_values(m: Dict, path: Path):
@@ -190,7 +229,11 @@ def open_session(path: Path, providers=None, threads: Optional[int] = None, low_
     stay memory-mapped from the external data file (page cache, not process memory): the matmul
     kernels make no prepacked copies of them (the exporter already folded the weight transposes).
     """
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise UnavailableError(f'running {path} needs onnxruntime, which is not installed: '
+                               "pip install 'perception[deploy]' (or onnxruntime==1.32.0)") from e
     if not Path(path).is_file():
         raise DeployError(f'{path} not found')
     opts = ort.SessionOptions()

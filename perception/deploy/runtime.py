@@ -6,8 +6,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..common.geometry import int_pair, padded_size, window_boxes
-from ..common.images import read_image
-from .bundle import DeployError, check_files, check_preprocessing, check_session, open_session, read_manifest
+from ..common.images import image_noted
+from .bundle import DeployError, check_digests, check_files, check_session, open_session, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +90,13 @@ def overlay(img_bgr: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5,
 
 
 def as_bgr(image: ImageLike) -> np.ndarray:
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'expected an H x W x 3 BGR image, got an array of shape {tuple(np.shape(image))}')
-    if img.shape[0] < 1 or img.shape[1] < 1:
-        raise ValueError(f'empty image of shape {img.shape}')
-    if img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
+    """The BGR uint8 image the runtime segments (``perception.common.images.image_noted``, as the
+    PyTorch path converts it): a path is read as training reads it; an array is taken by its documented
+    range (uint8 as is; uint16 and float in [0, 1] scaled to 8 bits; other dtypes, floats outside
+    [0, 1] and NaN refused with a ``ValueError``). What a conversion changed is logged as a warning."""
+    img, note = image_noted(image)
+    if note:
+        logger.warning('%s', note)
     return img
 
 
@@ -243,7 +235,15 @@ class Segmenter:
 
     def segment(self, image: ImageLike, alpha: float = 0.5,
                 side_by_side: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-        """``(label_map H x W, overlay H x W x 3 uint8 BGR)``; ``image`` is a path or a BGR array."""
+        """``(label_map H x W, overlay H x W x 3 uint8 BGR)``.
+
+        ``image``: a path (decoded as training decodes it: OpenCV's 8-bit colour, pixels turned as the
+        EXIF orientation tag says; a conversion is logged) or an array, ``H x W x 3`` BGR (``H x W`` grey;
+        ``H x W x 4`` BGRA: the alpha dropped, logged). uint8 is taken as is; uint16 becomes
+        ``value * 255 / 65535`` rounded, float in [0, 1] ``value * 255`` rounded, each with a warning in
+        the log; other dtypes (bool, int32, ...), floats outside [0, 1], NaN or infinity raise a one-line
+        ``ValueError``. ``perception.inference.segment`` converts with the same function, so both
+        backends label the same input alike. The overlay is drawn on the converted image."""
         img = as_bgr(image)
         label = argmax_resized(self._working_logits(img), img.shape[:2], self.align_corners)
         label = label.astype(np.uint8 if self.num_classes <= 256 else np.int32)
@@ -253,10 +253,11 @@ class Segmenter:
 def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
                 slide: Optional[Sequence] = None, batch_size: int = 4, verify_hashes: bool = False) -> Segmenter:
     """Open an export bundle: the manifest is validated against the ONNX model (format tag, model id,
-    input name and rank, number of classes, patch size); every error names the file at fault.
+    input name and rank, number of classes, patch size) and its classes, palette and preprocessing
+    against their sha256 in ``digests`` (``check_digests``); every error names the file and key at fault.
 
     ``slide=(crop, stride)`` overrides the manifest's test mode and window; ``verify_hashes`` checks
-    every file's sha256 (slow for large models; sizes and the preprocessing hash are always checked).
+    every file's sha256 (slow for large models; sizes and the manifest's digests are always checked).
     """
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
@@ -264,7 +265,7 @@ def load_bundle(bundle_dir, providers: Optional[Sequence[str]] = None, threads: 
     path = bundle_dir / manifest['onnx']['file']
     session = open_session(path, providers, threads, low_memory=bool(manifest['onnx'].get('low_memory')))
     check_session(session, manifest, path)
-    check_preprocessing(bundle_dir, manifest)
+    check_digests(bundle_dir, manifest)
     seg = Segmenter(bundle_dir, manifest, session, slide=slide, batch_size=batch_size)
     logger.info('loaded %s', seg)
     return seg

@@ -7,7 +7,7 @@ writes in place, so a kill during a save with ``max_keep_ckpts=1`` leaves no che
 existing ``iter_N.pth``). ``SafeCheckpointHook`` writes ``.NAME.tmp`` next to the final name,
 fsyncs and renames it into place, updates ``last_checkpoint`` atomically, and only then prunes;
 temporary files a killed run left are removed at the next start. ``resume_checkpoint`` picks what
-to resume from, and says why.
+to resume from, and says why. ``lock_work_dir``: one training run per work dir at a time.
 """
 import os
 import os.path as osp
@@ -21,7 +21,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from ..common.errors import InputError
-from ..common.files import write_bytes_atomic
+from ..common.files import FileLock, LockHeld, describe_holder, write_bytes_atomic
 from ..registry import register
 
 class WorkDirError(InputError, RuntimeError):
@@ -142,3 +142,28 @@ def _barrier():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
+
+
+WORK_DIR_LOCK = '.perception-train.lock'
+
+
+def lock_work_dir(work_dir: str) -> FileLock:
+    """One training run per work dir: an exclusive ``flock`` on ``WORK_DIR/.perception-train.lock``,
+    held until ``release()`` or the process ends (the OS frees it when the process dies). The file
+    says who holds it (pid, host, start time, command): a second run is refused naming the first
+    (``WorkDirError``); a file no process holds (a run that was killed) is replaced, with a warning
+    naming that run. Distributed runs: global rank 0 takes it for all ranks (``perception.apis.train``)."""
+    os.makedirs(work_dir, exist_ok=True)
+    lock = FileLock(osp.join(work_dir, WORK_DIR_LOCK))
+    try:
+        lock.acquire()
+    except LockHeld as e:
+        raise WorkDirError(f'work dir {work_dir} is in use by another training run ({describe_holder(e.holder)}): '
+                           'wait for it to end, or use another --work-dir') from None
+    if lock.unsupported:
+        print_log(f'{lock.unsupported}: a second training run into {work_dir} at the same time would not be '
+                  'stopped', logger='current', level=30)
+    if lock.stale is not None:
+        print_log(f'work dir {work_dir}: replaced a stale lock, left by a run that ended without releasing it '
+                  f'(killed?): {describe_holder(lock.stale)}', logger='current', level=30)
+    return lock

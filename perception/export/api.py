@@ -11,8 +11,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from mmengine.logging import print_log
 
-from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_files, check_preprocessing,
-                             check_session, preprocessing_digest, read_manifest, sha256_file)
+from ..deploy.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, check_digests, check_files,
+                             check_session, manifest_digests, read_manifest, sha256_file)
+from ..common.errors import UnavailableError
 from ..common.files import sha256_path
 from .bundle_io import (IN_PROGRESS, discard, finish_tree, make_tmp, move_into_place, prepare_out, recover_leftovers,
                         seal)
@@ -27,6 +28,18 @@ from .writers import (EXTERNAL_DATA_THRESHOLD, INPUT_NAME, ONNX_FILE, OUTPUT_NAM
 
 
 FORMATS = ('onnx', 'safetensors', 'pt2')
+
+
+def check_onnx_packages(formats: Sequence[str]):
+    """An ONNX export needs onnx, onnxscript (torch's exporter) and onnxruntime (the verification):
+    refused in one line naming the missing ones, before any work."""
+    import importlib.util
+    if 'onnx' not in formats:
+        return
+    missing = [m for m in ('onnx', 'onnxscript', 'onnxruntime') if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UnavailableError(f"--format onnx needs {', '.join(missing)}, not installed here: pip install "
+                               "'perception[export]' (or export --format safetensors / pt2 only)")
 
 
 def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: Optional[Sequence] = None,
@@ -61,6 +74,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
         raise ExportError(f'unknown export format(s) {unknown or formats}; choose from {FORMATS}')
     out_dir = Path(out_dir).absolute()
     prepare_out(out_dir)
+    check_onnx_packages(formats)
     if getattr(segmentor.backbone, 'output_cls_token', False):
         raise ExportError('backbone output_cls_token=True: segmentation heads read feature maps only')
     segmentor.eval()
@@ -81,7 +95,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     t0 = time.perf_counter()
     meta = bundle_metadata(segmentor, slide)
     sample = meta.pop('sample_size')
-    meta['preprocessing_sha256'] = preprocessing_digest(meta)
+    meta['digests'] = manifest_digests(meta)  # classes, palette, preprocessing: checked at every load
     p, min_size = meta['patch_size'], meta['min_size']
     model_id = uuid.uuid4().hex
     sizes = [tuple(int(v) for v in s) for s in (verify_sizes or default_verify_sizes(sample, p, min_size))]
@@ -182,7 +196,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
             m = read_manifest(tmp)
             check_files(tmp, m)
             check_session(session, m, tmp / ONNX_FILE)
-            check_preprocessing(tmp, m)
+            check_digests(tmp, m)
         session = None
         seal(tmp)
         finish_tree(tmp)
@@ -204,6 +218,7 @@ def export_segmentor(config, checkpoint: Optional[str], out_dir, formats: Sequen
     it. ``low_memory``: the backbone is built and held in bf16 (no fp32 copy; see :mod:`.lowmem`).
     Returns the manifest."""
     prepare_out(Path(out_dir).absolute())  # refused before the model is built
+    check_onnx_packages(formats)
     from ..inference import init_segmentor
     model = init_segmentor(config, checkpoint, 'cpu', cfg_options, weights_dtype='bf16' if low_memory else None,
                            random_init=random_init)

@@ -24,6 +24,14 @@ from .norm import RMSNorm
 ATTN_BACKENDS = ('auto', 'xformers', 'sdpa', 'math')
 
 
+class BackendUnavailableError(RuntimeError):
+    """A kernel or compiler asked for explicitly that this machine lacks (xformers not installed or
+    without kernels for this torch / device; ``compile_blocks='force'`` without a working compiler).
+    The message says what is missing and what to do. ``perception.models.InternViT`` reports it as
+    ``perception.common.errors.UnavailableError`` (one line from the tools); the layers import nothing
+    of the project."""
+
+
 @functools.lru_cache(maxsize=None)
 def _xformers_ops():
     try:
@@ -77,7 +85,8 @@ def requested_attn_backend(attn_backend: str = 'auto') -> str:
 def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
     """The kernel that runs for ``attn_backend`` on ``device``: 'xformers', 'sdpa' or 'math'.
 
-    Raises instead of falling back silently when an explicitly requested kernel cannot run.
+    Raises ``BackendUnavailableError`` instead of falling back silently when an explicitly requested
+    kernel cannot run.
     """
     name = requested_attn_backend(attn_backend)
     dev = torch.device(device).type
@@ -90,14 +99,15 @@ def resolve_attn_backend(attn_backend: str = 'auto', device='cpu') -> str:
         return 'sdpa'
     if name == 'xformers':
         if not xformers_available():
-            raise RuntimeError("attn_backend='xformers' but xformers is not importable: "
-                               "pip install 'perception[xformers]' or use 'sdpa'")
+            raise BackendUnavailableError("attn_backend='xformers' but xformers is not importable here: "
+                                          "pip install 'perception[xformers]' (CUDA machines), or use 'sdpa' "
+                                          "or 'auto'")
         if dev not in ('cuda', 'meta'):
-            raise RuntimeError(f"attn_backend='xformers' needs CUDA tensors (xformers has no {dev} "
-                               "kernels); use 'sdpa' or 'auto'")
+            raise BackendUnavailableError(f"attn_backend='xformers' needs CUDA tensors (xformers has no {dev} "
+                                          "kernels); use 'sdpa' or 'auto'")
         if dev == 'cuda' and xformers_unusable_reason('cuda') is not None:
-            raise RuntimeError(f"attn_backend='xformers': {xformers_unusable_reason('cuda')}; reinstall xformers "
-                               "for this torch, or use 'sdpa' / 'auto'")
+            raise BackendUnavailableError(f"attn_backend='xformers': {xformers_unusable_reason('cuda')}; "
+                                          "reinstall xformers for this torch, or use 'sdpa' / 'auto'")
     return name
 
 

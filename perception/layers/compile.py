@@ -8,7 +8,7 @@ blocks with different drop-path rates share the graph; what is left to specialis
 graph is logged with the shapes that caused it.
 
 ``mode`` is False (eager), True (compile where the platform can; otherwise one warning and the eager
-path) or ``'force'`` (compile or raise).
+path) or ``'force'`` (compile or raise ``BackendUnavailableError`` naming what is missing).
 """
 import functools
 import os
@@ -18,6 +18,8 @@ import warnings
 from typing import Callable, Optional, Union
 
 import torch
+
+from .attention import BackendUnavailableError
 
 _STATE = {'broken': None, 'graphs': 0}
 
@@ -89,15 +91,19 @@ def run(fn: Callable, mode, *args):
     why = compile_unavailable_reason(x.device.type)
     if why is not None:
         if mode == 'force':
-            raise RuntimeError(f"compile_blocks='force': {why}")
+            raise BackendUnavailableError(f"compile_blocks='force': {why} (compile_blocks=True, i.e. --compile, "
+                                          "runs the blocks eagerly where they cannot compile)")
         _warn_once(f'compile_blocks: running the blocks eagerly: {why}')
         return fn(*args)
     try:
         return compiled(fn)(*args)
     except Exception as e:  # BackendCompilerFailed / InductorError: a broken toolchain
-        if mode == 'force' or not _is_toolchain_error(e):
+        if not _is_toolchain_error(e):
             raise
         _STATE['broken'] = f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})'
+        if mode == 'force':
+            raise BackendUnavailableError(f"compile_blocks='force': {_STATE['broken']} (compile_blocks=True, i.e. "
+                                          "--compile, runs the blocks eagerly where they cannot compile)") from e
         _warn_once(f'compile_blocks: running the blocks eagerly: {_STATE["broken"]}')
         return fn(*args)
 

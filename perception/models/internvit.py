@@ -1,4 +1,5 @@
 """InternViT as an OpenMMLab backbone (mmsegmentation 1.x and mmpretrain ``MODELS``)."""
+import contextlib
 from typing import Optional, Sequence, Union
 
 import torch
@@ -6,6 +7,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ..common.dtypes import LOW_PRECISION, torch_dtype
+from ..common.errors import UnavailableError
+from ..layers.attention import BackendUnavailableError
 from ..layers.vision_transformer import InternVisionTransformer
 from ..registry import register
 
@@ -101,6 +104,12 @@ class InternViT(InternVisionTransformer, BaseModule):
             self.freeze()
 
     def forward(self, x: torch.Tensor):
+        try:
+            return self._forward_maybe_frozen(x)
+        except BackendUnavailableError as e:  # a kernel / compiler this machine lacks: one line from the tools
+            raise UnavailableError(str(e)) from e
+
+    def _forward_maybe_frozen(self, x: torch.Tensor):
         if self.frozen:
             with torch.no_grad():
                 if self.weights_dtype is not None:  # low-precision weights: compute in them, return fp32
@@ -120,10 +129,17 @@ class InternViT(InternVisionTransformer, BaseModule):
         return tuple(res)
 
     def get_intermediate_layers(self, x, n=1, reshape=False, return_class_token=False):
-        if self.frozen:
-            with torch.no_grad():
+        try:
+            with torch.no_grad() if self.frozen else contextlib.nullcontext():
                 return super().get_intermediate_layers(x, n, reshape, return_class_token)
-        return super().get_intermediate_layers(x, n, reshape, return_class_token)
+        except BackendUnavailableError as e:
+            raise UnavailableError(str(e)) from e
+
+    def resolved_attn_backend(self, device=None) -> str:
+        try:
+            return super().resolved_attn_backend(device)
+        except BackendUnavailableError as e:
+            raise UnavailableError(str(e)) from e
 
     def log_backend(self, device=None):
         print_log(f'InternViT: {self.num_layers} layers x {self.embed_dims}, attention backend '
