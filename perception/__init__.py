@@ -15,6 +15,7 @@ __version__ = '0.1.0'
 
 _LAZY = {
     'InternViT': 'perception.models',
+    'InternViTAdapter': 'perception.models',
     'InternViTPyramid': 'perception.models',
     'load_backbone': 'perception.models',
     'CheckpointError': 'perception.checkpoint',

@@ -1,0 +1,163 @@
+"""Multi-scale deformable attention (Deformable DETR's, with ViT-Adapter's value-width ``ratio``).
+
+One module, :class:`MSDeformAttn`, with the parameter names of InternVL-MMDetSeg's
+``ops/deformable_attention/modules/ms_deform_attn.py`` (``sampling_offsets``, ``attention_weights``,
+``value_proj``, ``output_proj``; ``value_proj`` maps the width to ``width * ratio``), so the fork's
+checkpoints load. The sampling itself, :func:`multi_scale_deformable_attn`, runs mmcv 2.x's compiled op
+(``MultiScaleDeformableAttnFunction``) on CUDA tensors and the pure-PyTorch ``grid_sample`` path
+elsewhere (or where mmcv's op cannot be imported: one warning); both compute in float32 on the same
+parameters. mmcv is imported only inside the CUDA branch: the layers import no OpenMMLab at import time.
+"""
+import functools
+import math
+import warnings
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .autocast import autocast_off
+
+Shapes = Sequence[Tuple[int, int]]
+
+
+def grid_reference_points(shapes: Shapes, device=None) -> torch.Tensor:
+    """Centres of every cell of the grids ``shapes`` (row-major, grid after grid), normalised to
+    [0, 1] as ``(x, y)``: ``[1, sum(h*w), 1, 2]`` float32 (one reference point shared by all levels)."""
+    pts = []
+    for h, w in shapes:
+        ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
+        gy, gx = torch.meshgrid(ys, xs, indexing='ij')
+        pts.append(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1))
+    return torch.cat(pts, 0)[None, :, None]
+
+
+def ms_deform_attn_pytorch(value: torch.Tensor, shapes: Shapes, locations: torch.Tensor,
+                           weights: torch.Tensor) -> torch.Tensor:
+    """The sampling in plain PyTorch: bilinear ``grid_sample`` (zero padding, ``align_corners=False``)
+    per level, weighted sum over levels x points.
+
+    value ``[B, S, heads, D]`` (the levels' maps flattened one after the other), locations
+    ``[B, Q, heads, levels, points, 2]`` as (x, y) in [0, 1], weights ``[B, Q, heads, levels, points]``.
+    Returns ``[B, Q, heads * D]``.
+    """
+    B, _, M, D = value.shape
+    _, Q, _, _, P, _ = locations.shape
+    grids = 2 * locations - 1
+    out = value.new_zeros(B * M, D, Q)
+    for lvl, v in enumerate(value.split([h * w for h, w in shapes], dim=1)):
+        h, w = shapes[lvl]
+        v = v.permute(0, 2, 3, 1).reshape(B * M, D, h, w)
+        g = grids[:, :, :, lvl].transpose(1, 2).reshape(B * M, Q, P, 2)
+        s = F.grid_sample(v, g, mode='bilinear', padding_mode='zeros', align_corners=False)  # [B*M, D, Q, P]
+        a = weights[:, :, :, lvl].transpose(1, 2).reshape(B * M, 1, Q, P)
+        out = out + (s * a).sum(-1)
+    return out.view(B, M * D, Q).transpose(1, 2).contiguous()
+
+
+@functools.lru_cache(maxsize=None)
+def mmcv_function():
+    """mmcv's compiled ``MultiScaleDeformableAttnFunction``, or None (with one warning) when mmcv or its
+    compiled ops cannot be imported."""
+    try:
+        from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction
+    except Exception as e:  # ImportError, or an mmcv built without ops
+        warnings.warn(f'multi-scale deformable attention: mmcv\'s CUDA op is not importable ({type(e).__name__}: '
+                      f'{e}); using the pure-PyTorch path (same numbers, more memory and time)',
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return MultiScaleDeformableAttnFunction
+
+
+def im2col_step_for(batch: int, step: int = 64) -> int:
+    """mmcv's op needs the batch to be a multiple of ``min(batch, im2col_step)``."""
+    return step if batch <= step or batch % step == 0 else math.gcd(batch, step)
+
+
+def multi_scale_deformable_attn(value: torch.Tensor, shapes: Shapes, locations: torch.Tensor,
+                                weights: torch.Tensor) -> torch.Tensor:
+    """Deformable sampling in float32 (returned in ``value``'s dtype): mmcv's op on CUDA, else
+    :func:`ms_deform_attn_pytorch`. Shapes as in :func:`ms_deform_attn_pytorch`."""
+    dtype = value.dtype
+    compute = dtype if dtype == torch.float64 else torch.float32
+    value, locations, weights = value.to(compute), locations.to(compute), weights.to(compute)
+    fn = mmcv_function() if value.is_cuda else None
+    with autocast_off(value.device.type):
+        if fn is not None:
+            ss = torch.as_tensor(list(shapes), dtype=torch.long, device=value.device).view(-1, 2)
+            start = torch.cat([ss.new_zeros(1), ss.prod(1).cumsum(0)[:-1]])
+            out = fn.apply(value.contiguous(), ss, start, locations.contiguous(), weights.contiguous(),
+                           im2col_step_for(value.shape[0]))
+        else:
+            out = ms_deform_attn_pytorch(value, shapes, locations, weights)
+    return out.to(dtype)
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention with a reduced value width (``int(d_model * ratio)``).
+
+    ``forward(query [B, Q, d], reference_points [1|B, Q, 1|levels, 2], feat [B, S, d], shapes)``:
+    ``shapes`` lists the ``(h, w)`` of the levels ``feat`` concatenates. Offsets are in cells of each
+    level (divided by its (w, h)); the weights are a softmax over levels x points per head.
+    """
+
+    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
+                 ratio: float = 1.0):
+        super().__init__()
+        self.value_dims = int(d_model * ratio)
+        if self.value_dims < 1 or self.value_dims % n_heads:
+            raise ValueError(f'deformable attention: {n_heads} heads do not divide the value width '
+                             f'{self.value_dims} (= int({d_model} x ratio {ratio}))')
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.ratio = ratio
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, self.value_dims)
+        self.output_proj = nn.Linear(self.value_dims, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Deformable DETR's init: zero offset weights, offset biases on a ring of ``n_heads`` directions
+        (point ``i`` at ``i + 1`` cells), uniform attention, Xavier value / output projections."""
+        nn.init.zeros_(self.sampling_offsets.weight)
+        theta = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        ring = torch.stack([theta.cos(), theta.sin()], -1)
+        ring = ring / ring.abs().max(-1, keepdim=True).values
+        grid = ring.view(self.n_heads, 1, 1, 2).repeat(1, self.n_levels, self.n_points, 1)
+        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for lin in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def sampling(self, query: torch.Tensor, reference_points: torch.Tensor,
+                 shapes: Shapes) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(locations ``[B, Q, heads, levels, points, 2]``, weights ``[B, Q, heads, levels, points]``), float32."""
+        B, Q, _ = query.shape
+        M, L, P = self.n_heads, self.n_levels, self.n_points
+        offsets = self.sampling_offsets(query).float().view(B, Q, M, L, P, 2)
+        weights = self.attention_weights(query).float().view(B, Q, M, L * P).softmax(-1).view(B, Q, M, L, P)
+        norm = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32, device=query.device)
+        locations = reference_points.float()[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
+        return locations, weights
+
+    def forward(self, query: torch.Tensor, reference_points: torch.Tensor, feat: torch.Tensor,
+                shapes: Shapes) -> torch.Tensor:
+        shapes = [(int(h), int(w)) for h, w in shapes]
+        if len(shapes) != self.n_levels or sum(h * w for h, w in shapes) != feat.shape[1]:
+            raise ValueError(f'deformable attention over {self.n_levels} level(s): got level shapes {shapes} '
+                             f'for {feat.shape[1]} feature tokens')
+        B, S, _ = feat.shape
+        value = self.value_proj(feat).view(B, S, self.n_heads, self.value_dims // self.n_heads)
+        locations, weights = self.sampling(query, reference_points, shapes)
+        return self.output_proj(multi_scale_deformable_attn(value, shapes, locations, weights))
+
+    def extra_repr(self) -> str:
+        return (f'd_model={self.d_model}, levels={self.n_levels}, heads={self.n_heads}, points={self.n_points}, '
+                f'ratio={self.ratio}')
+
