@@ -197,7 +197,7 @@ def test_what_is_merely_surprising_is_announced(monkeypatch, tmp_path):
     import perception.config.values as V
     from perception.config import prepare_config
     said = []
-    monkeypatch.setattr(V, '_say', lambda msg, warn=False: said.append(msg))
+    monkeypatch.setattr(V, 'announce', lambda msg, warn=False: said.append(msg))
     cfg = prepare_config(DEMO_LINEAR, str(tmp_path / 'w'), cfg_options={'train_cfg.max_iters': 50})
     assert cfg.train_cfg.max_iters == 50
     assert 'train_cfg.val_interval=500 > max_iters=50: validation runs once, after the last iteration' in said

@@ -346,10 +346,9 @@ def default_dtype(arch: dict) -> torch.dtype:
     return torch.bfloat16 if arch['embed_dims'] >= 3200 else torch.float32
 
 
-def load_pretrained_into(model, path, prefix: Optional[str] = None):
-    """Strictly load any released checkpoint into an existing InternViT (``init_cfg`` Pretrained).
-
-    ``prefix`` selects a sub-dict first (e.g. ``'backbone.'``)."""
+def read_converted(path, prefix: Optional[str] = None):
+    """``(source, state dict in InternViT names, unused keys, format)`` of any released checkpoint;
+    ``prefix`` selects a sub-dict first (e.g. ``'backbone.'``), refused when no key has it."""
     src = open_checkpoint(path)
     tensors = src.tensors
     if prefix:
@@ -357,6 +356,14 @@ def load_pretrained_into(model, path, prefix: Optional[str] = None):
         if not tensors:
             raise CheckpointError(f'{path}: no keys start with prefix {prefix!r}')
     sd, unused, fmt = convert_to_internvit(tensors)
+    return src, sd, unused, fmt
+
+
+def load_pretrained_into(model, path, prefix: Optional[str] = None):
+    """Strictly load any released checkpoint into an existing InternViT (``init_cfg`` Pretrained).
+
+    ``prefix`` selects a sub-dict first (e.g. ``'backbone.'``)."""
+    src, sd, unused, fmt = read_converted(path, prefix)
     grid = model.pretrain_grid
     fill_model(model, sd, src.path, grid_of=lambda n: grid)
     log_unused(unused, src.path)

@@ -251,21 +251,32 @@ def _read_holder(fd: int, wait: bool) -> dict:
     return {}
 
 
+def take_lock(path, refusal, log, second_run: str, stale) -> FileLock:
+    """The one policy of the run locks: ``FileLock(path)`` acquired, a live holder refused with the
+    exception ``refusal(e)`` makes of its ``LockHeld``; ``log(message, 30)`` says when no lock can be
+    taken (``second_run``: what then would not be stopped) and when a lock nobody held (a killed run)
+    was replaced (``stale(description of that run)``)."""
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except LockHeld as e:
+        raise refusal(e) from None
+    if lock.unsupported:
+        log(f'{lock.unsupported}: {second_run} at the same time would not be stopped', 30)
+    if lock.stale is not None:
+        log(stale(describe_holder(lock.stale)), 30)
+    return lock
+
+
 def lock_output_folder(folder, log, flag: str = '--out') -> FileLock:
     """Take ``folder/.perception-outputs.lock`` for one run writing into ``folder`` (created if missing):
     a second run is refused in one line naming the first (``LockHeld``); a lock nobody holds (a killed
     run) is replaced and ``log(message, 30)`` says so, as it says when no lock can be taken."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(Path(folder) / OUTPUT_LOCK)
-    try:
-        lock.acquire()
-    except LockHeld as e:
-        raise LockHeld(e.path, e.holder, f'{flag} {folder} is being written by another run '
-                                         f'({describe_holder(e.holder)}): wait for it to end or choose another '
-                                         f'{flag}') from None
-    if lock.unsupported:
-        log(f'{lock.unsupported}: a second run into {folder} at the same time would not be stopped', 30)
-    if lock.stale is not None:
-        log(f'replaced the lock of a run into {folder} that ended without releasing it '
-            f'({describe_holder(lock.stale)})', 30)
-    return lock
+    return take_lock(
+        Path(folder) / OUTPUT_LOCK,
+        lambda e: LockHeld(e.path, e.holder, f'{flag} {folder} is being written by another run '
+                                             f'({describe_holder(e.holder)}): wait for it to end or choose another '
+                                             f'{flag}'),
+        log, f'a second run into {folder}',
+        lambda who: f'replaced the lock of a run into {folder} that ended without releasing it ({who})')

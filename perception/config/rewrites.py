@@ -8,7 +8,8 @@ from mmengine.logging import print_log
 from .loading import ConfigError
 
 
-def _say(msg: str, warn: bool = False):
+def announce(msg: str, warn: bool = False):
+    """A config change or finding, in the log (a warning with ``warn``): nothing happens silently."""
     print_log(msg, logger='current', level=30 if warn else 20)
 
 
@@ -35,10 +36,10 @@ def strip_pretrained(model_cfg) -> list:
                 walk(v, f'{path}[{i}]')
     walk(model_cfg, 'model')
     for d in dropped:
-        _say(f'--random-init: not loading {d} (random weights: for smoke runs, memory and speed, not for results)',
+        announce(f'--random-init: not loading {d} (random weights: for smoke runs, memory and speed, not for results)',
              warn=True)
     if not dropped:
-        _say('--random-init: the config loads no pretrained weights; its own initialisation is used')
+        announce('--random-init: the config loads no pretrained weights; its own initialisation is used')
     return dropped
 
 
@@ -55,10 +56,10 @@ def enable_auto_scale_lr(cfg):
     k = int((cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1) or 1)
     if k > 1:
         asl['base_batch_size'] = asl['base_batch_size'] / k
-        _say(f'--auto-scale-lr: gradient accumulation over {k} steps: the lr is scaled by GPUs x batch_size x '
+        announce(f'--auto-scale-lr: gradient accumulation over {k} steps: the lr is scaled by GPUs x batch_size x '
              f'{k} / {asl["base_batch_size"] * k:g}')
     else:
-        _say(f'--auto-scale-lr: the lr is scaled by GPUs x batch_size / {asl["base_batch_size"]:g}')
+        announce(f'--auto-scale-lr: the lr is scaled by GPUs x batch_size / {asl["base_batch_size"]:g}')
     return cfg
 
 
@@ -73,7 +74,7 @@ def default_compile(cfg, cuda: bool):
     if 'compile_blocks' in backbone or not cuda:
         return cfg
     backbone['compile_blocks'] = True
-    _say('compile_blocks: on (CUDA; --no-compile or model.backbone.compile_blocks=False runs the blocks eagerly)')
+    announce('compile_blocks: on (CUDA; --no-compile or model.backbone.compile_blocks=False runs the blocks eagerly)')
     return cfg
 
 
@@ -84,7 +85,7 @@ def default_work_dir(cfg, work_dir=None):
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename or 'config'))[0])
-        _say(f'work dir: {cfg.work_dir} (no --work-dir given)')
+        announce(f'work dir: {cfg.work_dir} (no --work-dir given)')
     return cfg
 
 
@@ -97,22 +98,22 @@ def set_precision(cfg, amp: bool = False, fp32: bool = False, cuda: bool = False
         return cfg
     if fp32:
         if ow.get('type') not in (None, 'OptimWrapper'):
-            _say(f'--fp32: optim_wrapper {ow.get("type")} -> OptimWrapper (no autocast)')
+            announce(f'--fp32: optim_wrapper {ow.get("type")} -> OptimWrapper (no autocast)')
         ow['type'] = 'OptimWrapper'
         for k in ('dtype', 'loss_scale'):
             ow.pop(k, None)
     elif amp and ow.get('type') in (None, 'OptimWrapper'):
         ow['type'] = 'AmpOptimWrapper'
         ow['dtype'] = 'bfloat16'
-        _say('--amp: bf16 autocast (AmpOptimWrapper)')
+        announce('--amp: bf16 autocast (AmpOptimWrapper)')
     if ow.get('type') == 'AmpOptimWrapper' and not cuda:
         ow['type'] = 'BF16OptimWrapper'
         ow.pop('loss_scale', None)
         ow['dtype'] = 'bfloat16'
-        _say('no CUDA: bf16 autocast through BF16OptimWrapper (AmpOptimWrapper needs a GPU)')
+        announce('no CUDA: bf16 autocast through BF16OptimWrapper (AmpOptimWrapper needs a GPU)')
         from ..engine.optim_wrapper import cpu_bf16_note, cpu_has_native_bf16
         if not cpu_has_native_bf16():
-            _say(cpu_bf16_note() + ': pass --fp32 to train in fp32', warn=True)
+            announce(cpu_bf16_note() + ': pass --fp32 to train in fp32', warn=True)
     return cfg
 
 
@@ -135,7 +136,7 @@ def replace_syncbn(model_cfg, why: str) -> int:
                 walk(v, f'{path}[{i}]')
     walk(model_cfg, 'model')
     if found:
-        _say(f'SyncBN -> BN ({why}): {", ".join(p.rsplit(".", 1)[0] for p in found)}')
+        announce(f'SyncBN -> BN ({why}): {", ".join(p.rsplit(".", 1)[0] for p in found)}')
     return len(found)
 
 
@@ -151,7 +152,7 @@ def cpu_runtime(cfg, launcher: str = 'none'):
         wrapper.setdefault('type', 'MMDistributedDataParallel')
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
-    _say('no CUDA: distributed backend gloo, cudnn off' + (', DDP without device ids' if launcher != 'none' else ''))
+    announce('no CUDA: distributed backend gloo, cudnn off' + (', DDP without device ids' if launcher != 'none' else ''))
     return cfg
 
 
@@ -162,7 +163,7 @@ def safe_checkpoints(cfg):
     ck = (cfg.get('default_hooks') or {}).get('checkpoint')
     if isinstance(ck, dict) and ck.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
         ck['type'] = 'SafeCheckpointHook'
-        _say('checkpoints: SafeCheckpointHook (atomic saves, old ones pruned after the new one is complete) in '
+        announce('checkpoints: SafeCheckpointHook (atomic saves, old ones pruned after the new one is complete) in '
              'place of CheckpointHook')
     return cfg
 
@@ -173,5 +174,5 @@ def runner_for_testing(cfg):
     if cfg.get('runner_type') == 'FlexibleRunner':
         strategy = (cfg.pop('strategy', None) or {}).get('type')
         cfg.pop('runner_type')
-        _say(f"testing with mmengine's Runner; the config's {strategy} is for training")
+        announce(f"testing with mmengine's Runner; the config's {strategy} is for training")
     return cfg

@@ -24,16 +24,11 @@ does both)."""
 import difflib
 import math
 
-from mmengine.logging import print_log
-
 from .checks import registry
 from .loading import ConfigError
+from .rewrites import announce
 
 SCHEDULER_END = int(1e9)  # mmengine's INF: the ``end`` of a scheduler that names none
-
-
-def _say(msg: str, warn: bool = False):
-    print_log(msg, logger='current', level=30 if warn else 20)
 
 
 def is_int(v) -> bool:
@@ -144,7 +139,7 @@ def check_schedule(cfg, scope: str = 'mmseg'):
             raise ConfigError(f'train_cfg.val_begin={val_begin} > {key}={n}: validation would never run; lower it, '
                               'or set val_cfg, val_dataloader and val_evaluator to None to train without validation')
         if val_interval is not None and val_interval > n:
-            _say(f'train_cfg.val_interval={val_interval} > {key}={n}: validation runs once, after the last {unit}')
+            announce(f'train_cfg.val_interval={val_interval} > {key}={n}: validation runs once, after the last {unit}')
     check_hooks(cfg, scope, loop, by_epoch, n)
     check_schedulers(cfg, loop, by_epoch, n)
 
@@ -169,7 +164,7 @@ def check_hooks(cfg, scope: str, loop: str, by_epoch, n):
                               'the end; set by_epoch=False (the interval counts iterations)')
         if n is not None and ck_by_epoch == by_epoch and not ck.get('save_last', True) and \
                 (interval < 1 or interval > n or save_begin >= n):
-            _say(f'{path}: interval={interval}, save_begin={save_begin}, save_last=False with '
+            announce(f'{path}: interval={interval}, save_begin={save_begin}, save_last=False with '
                  f'{"max_epochs" if by_epoch else "max_iters"}={n}: this run saves no checkpoint', warn=True)
     lg = hooks.get('logger')
     cls = registered(scope, 'HOOKS', lg.get('type')) if isinstance(lg, dict) else None
@@ -207,9 +202,9 @@ def check_schedulers(cfg, loop: str, by_epoch, n):
             continue
         unit = 'epoch' if by_epoch else 'iteration'
         if begin >= n:
-            _say(f'{name} begins at {unit} {begin}, after the last one ({n}): it never acts', warn=True)
+            announce(f'{name} begins at {unit} {begin}, after the last one ({n}): it never acts', warn=True)
         elif end != SCHEDULER_END and end > n:
-            _say(f'{name} ends at {unit} {end}, after the last one ({n}): training stops part-way through it',
+            announce(f'{name} ends at {unit} {end}, after the last one ({n}): training stops part-way through it',
                  warn=True)
 
 

@@ -151,7 +151,7 @@ def _write_all(segmenter, files, names, out_dir: Path, alpha, progress, log, too
                 log(f'skipped {f}: {e}', logging.WARNING)
                 continue
             if note:  # decoded as training decodes it, but say what that changed
-                log(f'{f}: {note} (read as an 8-bit colour image, as training reads images)', logging.WARNING)
+                log(f'{f}: {note} (decoded as training decodes it)', logging.WARNING)
             label, over = segmenter.segment(img, alpha=alpha, side_by_side=True)
             if label.dtype != np.uint8:
                 label = label.astype(np.uint16)

@@ -21,7 +21,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from ..common.errors import InputError
-from ..common.files import FileLock, LockHeld, describe_holder, write_bytes_atomic
+from ..common.files import FileLock, describe_holder, take_lock, write_bytes_atomic
 from ..registry import register
 
 class WorkDirError(InputError, RuntimeError):
@@ -143,7 +143,6 @@ def _barrier():
         dist.barrier()
 
 
-
 WORK_DIR_LOCK = '.perception-train.lock'
 
 
@@ -154,16 +153,10 @@ def lock_work_dir(work_dir: str) -> FileLock:
     (``WorkDirError``); a file no process holds (a run that was killed) is replaced, with a warning
     naming that run. Distributed runs: global rank 0 takes it for all ranks (``perception.apis.train``)."""
     os.makedirs(work_dir, exist_ok=True)
-    lock = FileLock(osp.join(work_dir, WORK_DIR_LOCK))
-    try:
-        lock.acquire()
-    except LockHeld as e:
-        raise WorkDirError(f'work dir {work_dir} is in use by another training run ({describe_holder(e.holder)}): '
-                           'wait for it to end, or use another --work-dir') from None
-    if lock.unsupported:
-        print_log(f'{lock.unsupported}: a second training run into {work_dir} at the same time would not be '
-                  'stopped', logger='current', level=30)
-    if lock.stale is not None:
-        print_log(f'work dir {work_dir}: replaced a stale lock, left by a run that ended without releasing it '
-                  f'(killed?): {describe_holder(lock.stale)}', logger='current', level=30)
-    return lock
+    return take_lock(
+        osp.join(work_dir, WORK_DIR_LOCK),
+        lambda e: WorkDirError(f'work dir {work_dir} is in use by another training run '
+                               f'({describe_holder(e.holder)}): wait for it to end, or use another --work-dir'),
+        lambda msg, level: print_log(msg, logger='current', level=level), f'a second training run into {work_dir}',
+        lambda who: f'work dir {work_dir}: replaced a stale lock, left by a run that ended without releasing it '
+                    f'(killed?): {who}')

@@ -20,9 +20,8 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..checkpoint.errors import CheckpointError
-from ..checkpoint.formats import convert_to_internvit
 from ..checkpoint.io import LazyTensor
-from ..checkpoint.loader import describe_source, fill_model, log_unused, open_checkpoint
+from ..checkpoint.loader import describe_source, fill_model, log_unused, read_converted
 
 #: top-level names of the adapter's own parameters (the rest is the ViT)
 ADAPTER_PREFIXES = ('spm.', 'interactions.', 'level_embed', 'up.', 'norm1.', 'norm2.', 'norm3.', 'norm4.')
@@ -47,13 +46,7 @@ def resample_kernel_bicubic(w: torch.Tensor, size: int) -> torch.Tensor:
 
 def load_adapter_pretrained(model, path, prefix: Optional[str] = None):
     """Strictly load ``path`` into ``model`` (an ``InternViTAdapter``); see the module docstring."""
-    src = open_checkpoint(path)
-    tensors = src.tensors
-    if prefix:
-        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if not tensors:
-            raise CheckpointError(f'{path}: no keys start with prefix {prefix!r}')
-    sd, unused, fmt = convert_to_internvit(tensors)
+    src, sd, unused, fmt = read_converted(path, prefix)
     if 'cls_token' in sd:
         unused['cls_token (the adapter runs the ViT without it)'] = ['cls_token']
         del sd['cls_token']
