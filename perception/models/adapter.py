@@ -99,6 +99,9 @@ def check_input_size(h: int, w: int):
 class InternViTAdapter(InternVisionTransformer, BaseModule):
     """InternViT with ViT-Adapter: four maps at strides 4, 8, 16, 32, each ``embed_dims`` channels.
 
+    Input sides must be multiples of :attr:`size_divisor` (32); the project's padding rule
+    (:mod:`perception.segmentation.padding`) pads to it at test time.
+
     Args:
         arch: as :class:`~perception.models.InternViT` (preset name or dict).
         patch_size: replaces the arch's patch size; the adapter needs 16 (the InternViT presets have 14:
@@ -134,6 +137,7 @@ class InternViTAdapter(InternVisionTransformer, BaseModule):
                  with_cp: bool = False, attn_backend: str = 'auto', compile_blocks=False,
                  init_cfg: Optional[dict] = None):
         BaseModule.__init__(self, init_cfg=init_cfg)
+        self.size_divisor = SIZE_DIVISOR
         cfg = adapter_arch(arch, patch_size, img_size)
         self.patch_size_asked = patch_size is not None  # a checkpoint kernel of another size may be resampled
         self._build(cfg, drop_path_rate, with_cp, attn_backend, compile_blocks)

@@ -5,16 +5,28 @@ resized image (``whole``). Where mmseg itself cannot run a ViT, because a window
 has a side that is not a multiple of the patch size (an image smaller than the crop, a keep-ratio
 resize, ``whole`` mode), this project applies one documented rule, in ``tools/infer.py`` and in
 ``perception.deploy`` alike: the network input is padded at the bottom and right with zeros (the
-mean colour, after normalisation) to a multiple of the patch size, and at least ``min_size``; the
-logits are computed for the padded input and cropped back. Where mmseg can run, nothing changes.
+mean colour, after normalisation) to a multiple of the backbone's ``size_divisor`` (the patch size
+of a plain ViT; 32 for ``InternViTAdapter``, whose spatial prior module needs it), and at least
+``min_size``; the logits are computed for the padded input and cropped back. Where mmseg can run,
+nothing changes.
 """
 import torch.nn.functional as F
 
 from ..common.geometry import check_slide, padded_size  # the one copy of the rule's arithmetic
 
 
+def input_multiple(segmentor) -> int:
+    """The sides of a network input must be multiples of this: the backbone's ``size_divisor`` when it has
+    one (``InternViTAdapter``: 32), else its patch size."""
+    b = segmentor.backbone
+    return int(getattr(b, 'size_divisor', None) or b.patch_size)
+
+
 def min_input_size(segmentor) -> int:
-    """The smallest network input side: one patch, two with a pyramid neck (it halves the grid)."""
+    """The smallest network input side: one patch, two with a pyramid neck (it halves the grid); one
+    ``size_divisor`` for a backbone that has its own (the adapter's pyramid is built in)."""
+    if getattr(segmentor.backbone, 'size_divisor', None):
+        return input_multiple(segmentor)
     p = int(segmentor.backbone.patch_size)
     return 2 * p if getattr(segmentor, 'with_neck', False) else p
 
@@ -24,7 +36,7 @@ def check_test_cfg(segmentor):
     tc = segmentor.test_cfg or {}
     mode = tc.get('mode', 'whole')
     if mode == 'slide':
-        check_slide(tc.get('crop_size'), tc.get('stride'), int(segmentor.backbone.patch_size))
+        check_slide(tc.get('crop_size'), tc.get('stride'), input_multiple(segmentor))
     elif mode != 'whole':
         raise ValueError(f'test_cfg.mode {mode!r} is not supported: use "whole" or "slide"')
     return mode
@@ -35,7 +47,7 @@ def enable_any_input_size(segmentor):
     if getattr(segmentor, '_any_input_size', False):
         return segmentor
     check_test_cfg(segmentor)
-    patch, min_size = int(segmentor.backbone.patch_size), min_input_size(segmentor)
+    patch, min_size = input_multiple(segmentor), min_input_size(segmentor)
     encode_decode = segmentor.encode_decode
 
     def padded_encode_decode(inputs, batch_img_metas):
