@@ -68,6 +68,13 @@ def run_backbone_demo(config: str, image: Optional[str] = None, size=(224, 308),
 DEMO_CONFIG = 'mmcfg/demo/upernet_internvit-tiny_1xb8-1k_demo-shapes-112x112.py'
 
 
+def model_summary(model_cfg) -> str:
+    """'InternViT + UPerHead', 'InternViTAdapter + Mask2FormerHead': the learning curve's title names the
+    model the demo config trained (``--config`` runs any of them)."""
+    parts = [(model_cfg.get(k) or {}).get('type') for k in ('backbone', 'neck', 'decode_head')]
+    return 'tiny ' + ' + '.join(str(p) for p in parts if p)
+
+
 def demo_precision_is_fp32(fp32: Optional[bool], logger) -> bool:
     """The demo's precision: as asked, else bf16 autocast only where bf16 is native (announced)."""
     if fp32 is not None:
@@ -82,7 +89,8 @@ def demo_precision_is_fp32(fp32: Optional[bool], logger) -> bool:
 def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo',
                           data_root: str = 'data/demo_shapes', seed: int = 0, num_overlays: int = 6,
                           cfg_options: Optional[dict] = None, fp32: Optional[bool] = None) -> dict:
-    """``make demo``: generate the shapes dataset, train a tiny InternViT + UperNet on CPU, evaluate,
+    """``make demo``: generate the shapes dataset, train a tiny InternViT + UperNet on CPU (or the model of
+    another demo config: ``tools/demo.py --config``, e.g. the adapter + Mask2Former one), evaluate,
     write overlays of a few validation images and the learning curve, return the metrics.
 
     ``fp32``: None (default) trains in bf16 autocast where the CPU (or a GPU) computes bf16 natively
@@ -122,7 +130,7 @@ def run_segmentation_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/
     curve = osp.join(work_dir, 'learning_curve.png')
     scalars = find_scalars(runner.log_dir)
     if scalars:
-        plot_learning_curve(scalars, curve, title='demo: tiny InternViT + UperNet on generated shapes')
+        plot_learning_curve(scalars, curve, title=f'demo: {model_summary(runner.cfg.model)} on generated shapes')
     elapsed = time.perf_counter() - t0
     miou = float(metrics.get('mIoU', float('nan')))
     logger.info(f'demo finished in {elapsed / 60:.1f} min: validation mIoU {miou:.2f} '

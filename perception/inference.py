@@ -21,7 +21,8 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
 
     ``weights_dtype='bf16'`` (or 'fp16'): the backbone is built on the ``meta`` device and materialised
     directly in that dtype, so a 6B segmentor never exists in fp32 (12.6 GB instead of 25 GB); the
-    neck, heads and preprocessing stay fp32. An fp32 backbone checkpoint is rounded to it (announced);
+    neck, heads and preprocessing stay fp32 (an ``InternViTAdapter``: its ViT in the dtype, the adapter fp32,
+    through the backbone's own ``weights_dtype``). An fp32 backbone checkpoint is rounded to it (announced);
     the released InternViT weights are bf16, so 'bf16' holds them exactly.
     """
     from .common.geometry import check_slide
@@ -70,8 +71,14 @@ def _build_low_precision(cfg, weights_dtype: str, checkpoint):
 
     from .config import build_model
     dtype = torch_dtype(weights_dtype, LOW_PRECISION, 'weights_dtype')
+    adapter = (cfg.model.get('backbone') or {}).get('type') == 'InternViTAdapter'
+    if adapter:  # its own build: the ViT in the dtype, the adapter fp32 (freezing changes nothing at test time);
+        # on a copy: the config kept with the model stays the fp32 description (export.lowmem traces it)
+        cfg = copy.deepcopy(cfg)
+        cfg.model.backbone.update(weights_dtype=weights_dtype, freeze_vit=True)
     model = build_model(cfg, device='meta')
-    model.backbone.to(dtype)
+    if not adapter:
+        model.backbone.to(dtype)
     model.to_empty(device='cpu')
     # to_empty leaves memory uninitialised: redo what the constructors did outside the backbone
     if cfg.model.get('data_preprocessor') is not None:
@@ -82,13 +89,14 @@ def _build_low_precision(cfg, weights_dtype: str, checkpoint):
         if m not in skip and hasattr(m, 'reset_parameters'):
             m.reset_parameters()
     known = ('running_mean', 'running_var', 'num_batches_tracked')
-    odd = [n for n, _ in model.named_buffers() if not n.startswith(('backbone.', 'data_preprocessor.'))
-           and not n.endswith(known)]
-    if odd or any(True for _ in model.backbone.buffers()):
-        raise ValueError(f'weights_dtype={weights_dtype!r}: buffers this low-memory build cannot restore: '
-                         f'{odd or [n for n, _ in model.backbone.named_buffers()]}')
+    odd = [n for n, _ in model.named_buffers() if not n.startswith('data_preprocessor.') and not n.endswith(known)]
+    if odd:
+        raise ValueError(f'weights_dtype={weights_dtype!r}: buffers this low-memory build cannot restore: {odd}')
+    low = sum(p.numel() for p in model.backbone.parameters() if p.dtype == dtype)
+    rest = sum(p.numel() for p in model.backbone.parameters()) - low
     print_log(f'backbone built in {weights_dtype} on the meta device and materialised directly '
-              f'({sum(p.numel() for p in model.backbone.parameters()) / 1e9:.2f} B parameters, no fp32 copy); '
+              f'({low / 1e9:.2f} B parameters, no fp32 copy'
+              + (f'; the adapter\'s {rest / 1e9:.2f} B in fp32' if rest else '') + '); '
               + ('an fp32 backbone in the checkpoint is rounded to ' + weights_dtype if checkpoint else
                  'random / init_cfg weights'), logger='current')
     return model

@@ -2,7 +2,9 @@
 with an independent re-computation of the fork's forward (benchmarks/reference_adapter.py), strides,
 freezing, activation checkpointing, the deformable-attention paths, loading, and the refusals."""
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +13,8 @@ from conftest import randomize_
 from perception.checkpoint.errors import CheckpointError
 from perception.layers.deform_attn import MSDeformAttn, grid_reference_points, ms_deform_attn_pytorch
 from perception.models import InternViTAdapter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCH = dict(embed_dims=48, num_layers=4, num_heads=4, feedforward_channels=96, norm_type='rms_norm',
             qk_normalization=True, qkv_bias=False, patch_size=16, img_size=64)
@@ -192,6 +196,84 @@ def test_with_cp_same_outputs_and_gradients():
     (o0, g0), (o1, g1) = res
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(o0, o1))
     assert g0.keys() == g1.keys() and all(torch.allclose(g0[k], g1[k], atol=1e-6, rtol=1e-5) for k in g0)
+
+
+VIT_NAMES = ('patch_embed.', 'pos_embed', 'blocks.')
+
+
+def _bf16_and_fp32(seed=3):
+    """The same perturbed weights in a bf16-ViT adapter and in the fp32 adapter."""
+    ref = perturbed(tiny(), seed=seed)
+    low = tiny(weights_dtype='bf16')
+    low.load_state_dict(ref.state_dict())
+    return low, ref
+
+
+def test_weights_dtype_bf16_holds_the_vit_in_bf16_and_the_adapter_in_fp32():
+    low, ref = _bf16_and_fp32()
+    for name, p in low.named_parameters():
+        assert p.dtype == (torch.bfloat16 if name.startswith(VIT_NAMES) else torch.float32), name
+        assert p.requires_grad == (not name.startswith(VIT_NAMES)), name
+    with torch.device('meta'):  # built in the dtype directly, never materialised (no fp32 copy)
+        m = tiny(weights_dtype='fp16')
+    assert m.blocks[0].mlp.fc1.weight.is_meta and m.blocks[0].mlp.fc1.weight.dtype == torch.float16
+    assert m.spm.fc1.weight.dtype == torch.float32
+    img = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = low.eval()(img), ref.eval()(img)
+    # bf16 keeps 8 significant bits (relative rounding 2^-9 per operation): a few 1e-3 of the activation scale
+    assert all(x.dtype == torch.float32 for x in a)
+    errs = [_scale_err(x, y) for x, y in zip(a, b)]
+    assert max(errs) < 3e-2 and min(errs) > 0, errs  # > 0: the blocks really ran in bf16
+
+
+def test_weights_dtype_gradients_flow_through_the_bf16_blocks_to_the_injectors():
+    low, ref = _bf16_and_fp32(seed=4)
+    img = torch.randn(1, 3, 64, 64)
+    grads = []
+    for m in (low, ref):
+        m.freeze_vit_part()
+        outs = m.train()(img)
+        sum((o * torch.linspace(0, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        grads.append({n: p.grad for n, p in m.named_parameters() if p.requires_grad})
+    g_low, g_ref = grads
+    assert all(p.grad is None for n, p in low.named_parameters() if n.startswith(VIT_NAMES))
+    # interaction 0's injector reaches the outputs only through the ViT blocks
+    for k in ('interactions.0.injector.gamma', 'interactions.0.injector.attn.value_proj.weight'):
+        assert g_low[k] is not None and g_low[k].abs().max() > 0, k
+        assert _scale_err(g_low[k], g_ref[k]) < 5e-2, k
+
+
+def test_weights_dtype_needs_freeze_vit_and_a_low_precision_name():
+    with pytest.raises(ValueError, match=r"weights_dtype='bf16' needs freeze_vit=True") as e:
+        tiny(weights_dtype='bf16', freeze_vit=False)
+    assert '\n' not in str(e.value)
+    with pytest.raises(ValueError, match=r"weights_dtype must be None, 'bf16' or 'fp16', got 'int8'"):
+        tiny(weights_dtype='int8')
+
+
+def test_low_memory_inference_build_of_an_adapter_segmentor(tmp_path):
+    """``init_segmentor(weights_dtype='bf16')`` (tools/infer.py --weights-dtype): the adapter's ViT in bf16, the
+    adapter and heads fp32, a checkpoint loaded into it; labels as the fp32 segmentor's on nearly every pixel."""
+    from perception.inference import init_segmentor, segment
+    from perception.config import build_model, load_config
+    demo = str(ROOT / 'mmcfg/demo/upernet_internvit-adapter-tiny_1xb8-1k_demo-shapes-128x128.py')
+    cfg = load_config(demo)
+    cfg.model.backbone.init_cfg = None
+    src = randomize_(build_model(cfg), seed=9)
+    torch.save({'state_dict': src.state_dict()}, tmp_path / 'seg.pth')
+    fp32 = init_segmentor(demo, str(tmp_path / 'seg.pth'))
+    low = init_segmentor(demo, str(tmp_path / 'seg.pth'), weights_dtype='bf16')
+    for name, p in low.named_parameters():
+        bf16 = name.startswith(tuple('backbone.' + v for v in VIT_NAMES))
+        assert p.dtype == (torch.bfloat16 if bf16 else torch.float32), name
+    assert low.cfg.model.backbone.get('weights_dtype') is None  # the kept config describes the fp32 model
+    assert torch.equal(low.backbone.spm.fc1.weight, src.backbone.spm.fc1.weight)
+    assert torch.equal(low.backbone.blocks[1].mlp.fc1.weight, src.backbone.blocks[1].mlp.fc1.weight.bfloat16())
+    img = (np.random.default_rng(0).random((100, 140, 3)) * 255).astype(np.uint8)  # padded to 32 inside
+    a, _ = segment(fp32, img)
+    b, _ = segment(low, img)
+    assert a.shape == (100, 140) and (a == b).mean() > 0.95
 
 
 def test_builds_from_mmseg_and_mmpretrain_registries():

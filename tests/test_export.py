@@ -128,7 +128,7 @@ def test_upernet_bundle_manifest_and_parity_at_two_sizes(upernet_bundle, trained
     assert m['classes'] == list(DEMO_CLASSES) and m['palette'] == [list(p) for p in DEMO_PALETTE]
     assert m['num_classes'] == 6 and m['patch_size'] == 14 and m['min_size'] == 28
     # the demo config tests whole images (issue 13: exported as 'whole', no longer as a made-up window)
-    assert m['mode'] == 'whole' and m['slide'] is None and m['version'] == 3
+    assert m['mode'] == 'whole' and m['slide'] is None and m['version'] == 4 and m['size_divisor'] == 14
     assert m['resize'] == {'type': 'short_side', 'short_side': 112, 'size_divisor': 14, 'max_long_side': None}
     assert m['input']['mean'] == [123.675, 116.28, 103.53] and m['input']['color'] == 'RGB'
     assert m['opset'] >= 18 and m['onnx']['external_data'] == []
@@ -345,8 +345,11 @@ def test_manifest_that_does_not_match_the_model(upernet_bundle, tmp_path):
         load_bundle(b)
 
     b = _copy_bundle(src, tmp_path / 'patch')
-    _rewrite_manifest(b, patch_size=16, slide={'crop': [128, 128], 'stride': [64, 64]})
+    _rewrite_manifest(b, patch_size=16, size_divisor=16, slide={'crop': [128, 128], 'stride': [64, 64]})
     with pytest.raises(DeployError, match=r'patch_size 16 in the manifest, 14 in the model'):
+        load_bundle(b)
+    _rewrite_manifest(b, patch_size=14, size_divisor=28, slide={'crop': [112, 112], 'stride': [56, 56]})
+    with pytest.raises(DeployError, match=r'size_divisor 28 in the manifest, 14 in the model'):
         load_bundle(b)
 
     b = _copy_bundle(src, tmp_path / 'crop')

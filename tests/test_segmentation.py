@@ -49,10 +49,15 @@ LEAF_CONFIGS = sorted(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) + sorted(gl
 
 def test_config_count():
     ade = glob.glob(str(ROOT / 'mmcfg/internvit/*_ade20k-*.py'))
-    assert len([f for f in ade if '_1xb2-accum8-' not in f]) == 32  # 4 backbones x 8 experiments
-    assert len([f for f in ade if '_1xb2-accum8-' in f]) == 6  # 3 6B releases x (linear, UperNet) on one GPU
-    assert len(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) == 38 + 12  # + 3 datasets x 2 heads x 2 backbones
-    assert len(glob.glob(str(ROOT / 'mmcfg/demo/*.py'))) == 2
+    plain = [f for f in ade if 'adapter' not in f]
+    assert len([f for f in plain if '_1xb2-accum8-' not in f]) == 32  # 4 backbones x 8 experiments
+    assert len([f for f in plain if '_1xb2-accum8-' in f]) == 6  # 3 6B releases x (linear, UperNet) on one GPU
+    adapter = [osp.basename(f) for f in ade if 'adapter' in f]
+    # ViT-Adapter: UperNet on 3 6B releases (8 GPUs and one GPU) and the 300M; Mask2Former on the 6B and the 300M
+    assert len([f for f in adapter if f.startswith('upernet_')]) == 7
+    assert len([f for f in adapter if f.startswith('mask2former_')]) == 2
+    assert len(glob.glob(str(ROOT / 'mmcfg/internvit/*.py'))) == 38 + 12 + 9  # + 3 datasets x 2 heads x 2 backbones
+    assert len(glob.glob(str(ROOT / 'mmcfg/demo/*.py'))) == 4  # plain ViT linear / UperNet, adapter UperNet / Mask2Former
 
 
 @pytest.mark.parametrize('path', LEAF_CONFIGS, ids=[osp.basename(p) for p in LEAF_CONFIGS])

@@ -32,7 +32,8 @@ def main(argv=None):
     p.add_argument('--random-init', action='store_true',
                    help='no checkpoint: random weights, without the config\'s pretrained backbone (smoke runs)')
     p.add_argument('--tta', action='store_true',
-                   help='multi-scale (0.5-1.75, sizes rounded to 14) + flip test-time augmentation (mmseg SegTTAModel)')
+                   help='multi-scale (0.5-1.75, sizes rounded to 14 or the test resize\'s size_divisor) + flip '
+                        'test-time augmentation (mmseg SegTTAModel)')
     p.add_argument('--work-dir')
     p.add_argument('--show-dir', help='write prediction overlays here')
     p.add_argument('--out', help='write label maps here (<image name>.png; files this project did not write there '

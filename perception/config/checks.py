@@ -69,11 +69,42 @@ def check_model_keys(node, path: str = 'model', scope: str = 'mmseg'):
         return
     typ = node.get('type')
     if isinstance(typ, str):
-        check_keys(node, path, registry(scope, 'MODELS').get(typ), typ)
+        cls = registry(scope, 'MODELS').get(typ)
+        check_keys(node, path, cls, typ)
+        if getattr(cls, '__name__', None) == 'Mask2FormerHead':
+            check_mask2former_keys(node, path, scope)
     if path == 'model':
         for k in COMPONENTS:
             if k in node:
                 check_model_keys(node[k], f'{path}.{k}', scope)
+
+
+#: the keys mmdet's Mask2FormerHead reads from its ``train_cfg`` (by ``get`` with defaults: any other key is
+#: ignored, so a misspelt ``num_points`` would train with 12544 points)
+MASK2FORMER_TRAIN_CFG = ('num_points', 'oversample_ratio', 'importance_sample_ratio', 'assigner', 'sampler')
+
+
+def check_mask2former_keys(node: dict, path: str, scope: str = 'mmseg'):
+    """mmseg's ``Mask2FormerHead`` builds its parts from nested dicts that :func:`check_model_keys` does not
+    reach: the pixel decoder (through the registry), the transformer decoder (its keys are the arguments of
+    mmdet's ``Mask2FormerTransformerDecoder``) and ``train_cfg``, read key by key. A misspelt key there is a
+    TypeError deep in the build, or silently a default: checked here, path and closest name in one line."""
+    import difflib
+    tc = node.get('train_cfg')
+    for k in (tc if isinstance(tc, dict) else ()):
+        if k not in MASK2FORMER_TRAIN_CFG:
+            near = difflib.get_close_matches(k, MASK2FORMER_TRAIN_CFG, 1)
+            hint = f' (did you mean {near[0]!r}?)' if near else f'; it reads {list(MASK2FORMER_TRAIN_CFG)}'
+            raise ConfigError(f'{path}.train_cfg.{k}: Mask2FormerHead reads no {k!r} from its train_cfg' + hint)
+    pd = node.get('pixel_decoder')
+    if isinstance(pd, dict) and isinstance(pd.get('type'), str):
+        cls = registry(scope, 'MODELS').get(pd['type'])
+        if cls is not None:
+            check_keys(pd, f'{path}.pixel_decoder', cls, pd['type'])
+    td = node.get('transformer_decoder')
+    if isinstance(td, dict):
+        from mmdet.models.layers import Mask2FormerTransformerDecoder
+        check_keys(td, f'{path}.transformer_decoder', Mask2FormerTransformerDecoder, 'Mask2FormerTransformerDecoder')
 
 
 def check_runner_keys(cfg, scope: str = 'mmseg'):

@@ -1,16 +1,22 @@
 """The export bundle: a folder with ``model.onnx`` (+ external data), ``manifest.json`` and, optionally,
 weights for PyTorch users. Reading and validating it needs numpy + onnxruntime only.
 
-The manifest schema (version 3; version 2 bundles, whose hash covers the preprocessing only, and
-version 1 bundles, which predate ``mode`` and any hash, are read with a warning; version 1 as
-``slide``)::
+The manifest schema (version 4; version 3 bundles, which predate ``size_divisor``, are read as they
+were written: their inputs padded to ``patch_size``; version 2 bundles, whose hash covers the
+preprocessing only, and version 1 bundles, which predate ``mode`` and any hash, are read with a
+warning; version 1 as ``slide``)::
 
-    format, version, model_id            'perception-segmentation-bundle', 3, a hex id also stored in
+    format, version, model_id            'perception-segmentation-bundle', 4, a hex id also stored in
                                          the ONNX model's metadata (``perception.model_id``)
     onnx: {file, external_data: [..], opset, input, output}
     files: {name: {bytes, sha256}}       every file of the bundle but the manifest
     input: {name, layout 'NCHW', dtype 'float32', color 'RGB'|'BGR', mean, std}
     num_classes, classes, palette (RGB), patch_size, min_size
+    size_divisor                         network input sides are padded to a multiple of this (the
+                                         patch size of a plain ViT, 32 for InternViTAdapter); a
+                                         multiple of patch_size, also in the ONNX metadata; absent
+                                         (older bundles): patch_size. In a version 4 manifest its
+                                         digest covers presence too: a deleted value is refused
     mode: 'slide' | 'whole'; slide: {crop: [h, w], stride: [h, w]} (null in whole mode)
     resize: null | {type: 'short_side', short_side, size_divisor, max_long_side}
             | {type: 'keep_ratio', scale: [long, short]} | {type: 'fixed', size: [h, w]}
@@ -34,21 +40,23 @@ from ..common.geometry import check_slide, is_int_pair
 
 MANIFEST_NAME = 'manifest.json'
 BUNDLE_FORMAT = 'perception-segmentation-bundle'
-BUNDLE_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+BUNDLE_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 ONNX_FORMAT_TAG = 'perception-segmentor'
 # keys of the ONNX model's metadata_props written by the exporter
 META_FORMAT = 'perception.format'
 META_MODEL_ID = 'perception.model_id'
 META_NUM_CLASSES = 'perception.num_classes'
 META_PATCH_SIZE = 'perception.patch_size'
+META_SIZE_DIVISOR = 'perception.size_divisor'
 
 REQUIRED_KEYS = ('format', 'version', 'model_id', 'onnx', 'files', 'input', 'num_classes', 'classes',
                  'patch_size', 'slide', 'mode')
 # what gives the labels their meaning and decides how an image becomes network inputs: one sha256 each in
-# a version 3 manifest's 'digests'
-MEANING_KEYS = ('num_classes', 'classes', 'palette', 'input', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
-                'align_corners')
+# a version 3 manifest's 'digests'; version 4 adds size_divisor
+MEANING_KEYS_V3 = ('num_classes', 'classes', 'palette', 'input', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
+                   'align_corners')
+MEANING_KEYS = MEANING_KEYS_V3 + ('size_divisor',)
 # version 2: the keys covered by its one preprocessing_sha256 (classes and palette were not)
 PREPROCESSING_KEYS = ('input', 'num_classes', 'patch_size', 'min_size', 'mode', 'slide', 'resize',
                       'align_corners')
@@ -61,9 +69,14 @@ def _sha256_json(value) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def manifest_digests(manifest: Dict) -> Dict[str, str]:
-    """``{key: sha256 of its canonical JSON}`` for ``MEANING_KEYS``: the manifest's ``digests`` (v3)."""
-    return {k: _sha256_json(manifest.get(k)) for k in MEANING_KEYS}
+def meaning_keys(version: int = BUNDLE_VERSION):
+    """The keys a manifest of ``version`` (3 or later) covers in its ``digests``."""
+    return MEANING_KEYS_V3 if version == 3 else MEANING_KEYS
+
+
+def manifest_digests(manifest: Dict, version: int = BUNDLE_VERSION) -> Dict[str, str]:
+    """``{key: sha256 of its canonical JSON}`` for the meaning keys of ``version``: the manifest's ``digests``."""
+    return {k: _sha256_json(manifest.get(k)) for k in meaning_keys(version)}
 
 
 def preprocessing_digest(manifest: Dict) -> str:
@@ -109,13 +122,13 @@ def read_manifest(bundle_dir) -> Dict:
     elif m['version'] == 2:
         logger.warning('%s: a version 2 bundle: its classes and palette are not covered by a hash (only its '
                        'preprocessing is); export it again for the checks of version %d', path, BUNDLE_VERSION)
-    need = REQUIRED_KEYS + {2: ('preprocessing_sha256',), 3: ('digests',)}.get(m['version'], ())
+    need = REQUIRED_KEYS + {2: ('preprocessing_sha256',), 3: ('digests',), 4: ('digests',)}.get(m['version'], ())
     missing = [k for k in need if k not in m]
     if missing:
         raise DeployError(f'{path}: manifest misses key(s) {missing}')
     if m['version'] >= 3:
         d = m['digests'] if isinstance(m['digests'], dict) else {}
-        gone = [k for k in MEANING_KEYS if not isinstance(d.get(k), str)]
+        gone = [k for k in meaning_keys(m['version']) if not isinstance(d.get(k), str)]
         if gone:
             raise DeployError(f'{path}: manifest key \'digests\' misses the sha256 of {gone}')
     _check_manifest_values(m, path)
@@ -131,8 +144,8 @@ def check_digests(bundle_dir, manifest: Dict):
     version = manifest.get('version', 1)
     if version >= 3:
         digests = manifest.get('digests') or {}
-        got = manifest_digests(manifest)
-        edited = [k for k in MEANING_KEYS if digests.get(k) != got[k]]
+        got = manifest_digests(manifest, version)
+        edited = [k for k in got if digests.get(k) != got[k]]
         if edited:
             what = (f'manifest key {edited[0]!r} does not match its' if len(edited) == 1 else
                     f'manifest keys {", ".join(repr(k) for k in edited)} do not match their')
@@ -161,6 +174,11 @@ def _check_manifest_values(m: Dict, path: Path):
     p = m['patch_size']
     if not isinstance(p, int) or p < 1:
         bad('patch_size', f'must be a positive integer, got {p!r}')
+    d = m.get('size_divisor')  # absent (bundles before version 4): inputs are padded to the patch size
+    if d is None:
+        d = p
+    elif not isinstance(d, int) or d < 1 or d % p:
+        bad('size_divisor', f'must be a positive multiple of patch_size {p}, got {d!r}')
     if m['mode'] not in ('slide', 'whole'):
         bad('mode', f'must be "slide" or "whole", got {m["mode"]!r}')
     s = m['slide']
@@ -168,7 +186,7 @@ def _check_manifest_values(m: Dict, path: Path):
         if not isinstance(s, dict) or not is_int_pair(s.get('crop')) or not is_int_pair(s.get('stride')):
             bad('slide', f'must be {{"crop": [h, w], "stride": [h, w]}} with positive integers, got {s!r}')
         try:
-            check_slide(s['crop'], s['stride'], p, where=None)
+            check_slide(s['crop'], s['stride'], d, where=None)
         except ValueError as e:
             bad('slide', str(e))
     inp = m['input']
@@ -251,7 +269,8 @@ def open_session(path: Path, providers=None, threads: Optional[int] = None, low_
 
 
 def check_session(session, manifest: Dict, path: Path):
-    """The ONNX model is this exporter's and agrees with the manifest (ids, input, classes, patch size)."""
+    """The ONNX model is this exporter's and agrees with the manifest (ids, input, classes, patch size, size
+    divisor)."""
     meta = dict(session.get_modelmeta().custom_metadata_map or {})
     ins, outs = session.get_inputs(), session.get_outputs()
     desc = (f'inputs {[(i.name, i.shape) for i in ins]}, outputs {[(o.name, o.shape) for o in outs]}')
@@ -281,6 +300,10 @@ def check_session(session, manifest: Dict, path: Path):
     if META_PATCH_SIZE in meta and int(meta[META_PATCH_SIZE]) != p:
         raise DeployError(f'{MANIFEST_NAME} does not match {path}: patch_size {p} in the manifest, '
                           f'{meta[META_PATCH_SIZE]} in the model')
+    d = manifest.get('size_divisor') or p
+    if META_SIZE_DIVISOR in meta and int(meta[META_SIZE_DIVISOR]) != d:
+        raise DeployError(f'{MANIFEST_NAME} does not match {path}: size_divisor {d} in the manifest, '
+                          f'{meta[META_SIZE_DIVISOR]} in the model')
     if 'output' in manifest['onnx'] and manifest['onnx']['output'] != o.name:
         raise DeployError(f'{MANIFEST_NAME} does not match {path}: manifest output {manifest["onnx"]["output"]!r}, '
                           f'model output {o.name!r}')

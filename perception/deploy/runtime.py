@@ -107,10 +107,11 @@ class Segmenter:
     Inference follows the exported config as mmseg runs it: the test resize (``manifest['resize']``),
     then ``manifest['mode']``: ``slide`` (mmseg's crop-sized windows over the resized image, placed as
     mmseg places them, overlapping logits averaged) or ``whole`` (the resized image at once), then the
-    logits resized back to the image size. A network input whose side is not a multiple of the patch
-    size (a window of an image smaller than the crop, a ``whole`` image) is padded at the bottom and
-    right to one and its logits cropped back: the rule of ``perception/segmentation/padding.py``,
-    which ``tools/infer.py`` applies in PyTorch too.
+    logits resized back to the image size. A network input whose side is not a multiple of the
+    manifest's ``size_divisor`` (the patch size of a plain ViT, 32 for InternViTAdapter; a window of an
+    image smaller than the crop, a ``whole`` image) is padded at the bottom and right to one and its
+    logits cropped back: the rule of ``perception/segmentation/padding.py``, which ``tools/infer.py``
+    applies in PyTorch too.
     """
 
     def __init__(self, bundle_dir, manifest: Dict, session, slide: Optional[Sequence[Sequence[int]]] = None,
@@ -123,7 +124,9 @@ class Segmenter:
         self.classes = list(manifest['classes'])
         self.palette = manifest.get('palette') or default_palette(self.num_classes)
         self.patch_size = int(manifest['patch_size'])
-        self.min_size = int(manifest.get('min_size') or self.patch_size)
+        # the pad multiple of network inputs (bundles before version 4 have none: their patch size)
+        self.size_divisor = int(manifest.get('size_divisor') or self.patch_size)
+        self.min_size = int(manifest.get('min_size') or self.size_divisor)
         self.resize = manifest.get('resize')
         self.align_corners = bool(manifest.get('align_corners', False))
         inp = manifest['input']
@@ -135,12 +138,12 @@ class Segmenter:
         if self.mode == 'slide':
             crop, stride = (slide or (manifest['slide']['crop'], manifest['slide']['stride']))
             crop, stride = int_pair(crop), int_pair(stride)
-            p = self.patch_size
+            d = self.size_divisor
             if min(crop) < 1 or min(stride) < 1:
                 raise ValueError(f'slide crop {list(crop)} and stride {list(stride)} must be positive')
-            if crop[0] % p or crop[1] % p or min(crop) < self.min_size:
-                raise ValueError(f'slide crop {list(crop)} must be multiples of the patch size {p} and at '
-                                 f'least {self.min_size}')
+            if crop[0] % d or crop[1] % d or min(crop) < self.min_size:
+                what = f'the patch size {d}' if d == self.patch_size else f'the size divisor {d}'
+                raise ValueError(f'slide crop {list(crop)} must be multiples of {what} and at least {self.min_size}')
             if stride[0] > crop[0] or stride[1] > crop[1]:
                 raise ValueError(f'slide stride {list(stride)} is larger than the crop {list(crop)}: pixels '
                                  'between windows would get no prediction')
@@ -151,7 +154,8 @@ class Segmenter:
 
     def __repr__(self):
         mode = f'slide crop {self.crop} stride {self.stride}' if self.mode == 'slide' else 'whole image'
-        return f'Segmenter({self.bundle_dir}, {self.num_classes} classes, {mode}, patch {self.patch_size})'
+        pad = '' if self.size_divisor == self.patch_size else f', inputs padded to multiples of {self.size_divisor}'
+        return f'Segmenter({self.bundle_dir}, {self.num_classes} classes, {mode}, patch {self.patch_size}{pad})'
 
 
     # -- steps
@@ -177,11 +181,10 @@ class Segmenter:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def net_logits(self, batch: np.ndarray) -> np.ndarray:
-        """The network on ``[B, 3, h, w]`` of any size: padded at the bottom/right to a multiple of the
-        patch size (at least ``min_size``) with zeros, logits cropped back to ``h x w``."""
+        """The network on ``[B, 3, h, w]`` of any size: padded at the bottom/right to a multiple of
+        ``size_divisor`` (at least ``min_size``) with zeros, logits cropped back to ``h x w``."""
         b, _, h, w = batch.shape
-        p = self.patch_size
-        ph, pw = padded_size(h, w, p, self.min_size)
+        ph, pw = padded_size(h, w, self.size_divisor, self.min_size)
         if (ph, pw) != (h, w):
             batch = np.pad(batch, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)))
         out = self.run(batch)

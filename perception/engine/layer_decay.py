@@ -4,7 +4,9 @@ mmseg's own ``LayerDecayOptimizerConstructor`` knows BEiT/ConvNeXt/MAE parameter
 InternVL rule, as published and as executed:
 
 * layer id 0 for ``backbone.cls_token``, ``backbone.pos_embed`` and ``backbone.patch_embed.*``;
-  id ``i + 1`` for ``backbone.blocks.i.*``; ``num_layers + 1`` for everything else (pyramid, heads);
+  id ``i + 1`` for ``backbone.blocks.i.*``; ``num_layers + 1`` for everything else (pyramid, heads, and
+  ``InternViTAdapter``'s ``spm``, ``interactions``, ``level_embed``, ``up``, ``norm1..4``: InternVL-MMDetSeg's
+  ``CustomLayerDecayOptimizerConstructor`` gives them its ``num_max_layer - 1``, the same id);
 * lr scale ``decay_rate ** (num_layers + 1 - id)`` (48 layers, 0.95: embeddings 0.95^49 = 0.081,
   block 47 0.95, heads 1.0);
 * weight decay 0 for 1-D parameters and biases. The reference meant to exempt ``pos_embed`` and

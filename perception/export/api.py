@@ -96,13 +96,13 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
     meta = bundle_metadata(segmentor, slide)
     sample = meta.pop('sample_size')
     meta['digests'] = manifest_digests(meta)  # classes, palette, preprocessing: checked at every load
-    p, min_size = meta['patch_size'], meta['min_size']
+    p, min_size = meta['size_divisor'], meta['min_size']  # sides: multiples of p (patch; adapter: 32)
     model_id = uuid.uuid4().hex
     sizes = [tuple(int(v) for v in s) for s in (verify_sizes or default_verify_sizes(sample, p, min_size))]
     for b, h, w in sizes:
         if h % p or w % p or min(h, w) < min_size:
-            raise ExportError(f'verification size {h}x{w} must be multiples of the patch size {p}, at least '
-                              f'{min_size}')
+            what = 'patch size' if p == meta['patch_size'] else 'size divisor'
+            raise ExportError(f'verification size {h}x{w} must be multiples of the {what} {p}, at least {min_size}')
     g = torch.Generator().manual_seed(seed)
     inputs = [torch.randn(b, 3, h, w, generator=g) for b, h, w in sizes]
     need_model = any(f in formats for f in ('onnx', 'pt2'))
@@ -143,7 +143,7 @@ def export_model(segmentor, out_dir, formats: Sequence[str] = ('onnx',), slide: 
                 print_log('ONNX model in fp32 (onnxruntime has no bf16 CPU kernels; --dtype fp16 gives an '
                           'fp16 model); safetensors in bf16', logger='current')
             t = time.perf_counter()
-            info = export_onnx(ep, tmp / ONNX_FILE, opset, model_id, meta['num_classes'], p,
+            info = export_onnx(ep, tmp / ONNX_FILE, opset, model_id, meta['num_classes'], meta['patch_size'], p,
                                0 if low is not None else external_data_threshold,
                                weights=segmentor.state_dict() if low is not None else None)
             print_log(f'ONNX export (opset {info["opset"]}, {info["initializer_bytes"] / 2 ** 20:.1f} MiB of '

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence
 from mmengine.logging import print_log
 
 from ..common.geometry import check_slide, int_pair
-from ..segmentation.padding import min_input_size
+from ..segmentation.padding import input_multiple, min_input_size
 from .errors import ExportError
 from .writers import INPUT_NAME
 
@@ -40,7 +40,7 @@ def resize_spec(cfg) -> Optional[Dict]:
 
 def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
     """Everything the deploy runtime needs besides the model: normalisation, classes, palette, patch
-    size, sliding window, test resize."""
+    size and the multiple inputs are padded to (``size_divisor``), sliding window, test resize."""
     cfg = segmentor.cfg
     head = segmentor.decode_head
     n = int(head.num_classes)
@@ -50,6 +50,10 @@ def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
     p = getattr(segmentor.backbone, 'patch_size', None)
     if not isinstance(p, int):
         raise ExportError(f'backbone {type(segmentor.backbone).__name__} has no integer patch_size')
+    d = input_multiple(segmentor)  # what inputs are padded to: the patch, or the backbone's size_divisor (adapter: 32)
+    if d % p:
+        raise ExportError(f'backbone {type(segmentor.backbone).__name__}: size_divisor {d} is not a multiple of its '
+                          f'patch size {p}')
     meta = getattr(segmentor, 'dataset_meta', None) or {}
     classes = [str(c) for c in (meta.get('classes') or [])]
     if len(classes) != n:
@@ -78,18 +82,18 @@ def bundle_metadata(segmentor, slide: Optional[Sequence] = None) -> Dict:
         where = 'slide=(crop, stride)' if slide else 'model.test_cfg'
         try:
             crop, stride = check_slide(slide[0] if slide else tc.get('crop_size'),
-                                       slide[1] if slide else tc.get('stride'), p, where)
+                                       slide[1] if slide else tc.get('stride'), d, where)
         except ValueError as e:
             raise ExportError(str(e)) from None
         slide_meta, sample = dict(crop=list(crop), stride=list(stride)), crop
     elif mode == 'whole':
         slide_meta = None
         size = dp.get('size') or cfg.get('crop_size') or (16 * p, 16 * p)
-        sample = tuple(max(p, int(round(v / p)) * p) for v in int_pair(size))
+        sample = tuple(max(d, int(round(v / d)) * d) for v in int_pair(size))
     else:
         raise ExportError(f'model.test_cfg.mode {mode!r} is not supported: "whole" or "slide"')
     min_size = min_input_size(segmentor)
-    return dict(num_classes=n, classes=classes, palette=palette, patch_size=p, min_size=min_size,
+    return dict(num_classes=n, classes=classes, palette=palette, patch_size=p, min_size=min_size, size_divisor=d,
                 input=dict(name=INPUT_NAME, layout='NCHW', dtype='float32', color=color,
                            mean=[float(v) for v in mean], std=[float(v) for v in std]),
                 mode=mode, slide=slide_meta, resize=resize_spec(cfg),

@@ -1,6 +1,8 @@
-"""The exported network: the segmentor (backbone -> neck -> head, resized to the input) around
-the backbone's own forward, with adaptive pools written as matrices so the graph has dynamic shapes."""
+"""The exported network: the segmentor (backbone -> neck -> head, resized to the input; a query head
+such as Mask2Former's through its own ``predict``) around the backbone's own forward, with adaptive
+pools written as matrices so the graph has dynamic shapes."""
 import contextlib
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +57,14 @@ def exportable_pools(module: nn.Module):
             setattr(parent, name, child)
 
 
+class TracedSize(tuple):
+    """An image size that deep-copies to itself: mmengine's data samples deep-copy their metainfo, and the
+    symbolic sizes of a ``torch.export`` trace cannot be copied (they would lose their link to the input)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class ExportableSegmentor(nn.Module):
     """``forward(x)``: normalised ``[B, 3, H, W]`` -> logits ``[B, num_classes, H, W]``.
 
@@ -69,11 +79,19 @@ class ExportableSegmentor(nn.Module):
         self.neck = segmentor.neck if getattr(segmentor, 'with_neck', False) else None
         self.decode_head = segmentor.decode_head
         self.align_corners = bool(getattr(segmentor.decode_head, 'align_corners', False))
+        # a head whose forward needs the data samples (mmseg's Mask2FormerHead / MaskFormerHead): its logits
+        # are what its ``predict`` builds (for Mask2Former: softmax over the classes without the no-object
+        # column x sigmoid masks resized to the input), so the graph runs ``predict`` itself, the input's
+        # (symbolic) size as the image shape
+        self.query_head = 'batch_data_samples' in inspect.signature(segmentor.decode_head.forward).parameters
+        self.test_cfg = segmentor.test_cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
         if self.neck is not None:
             feats = self.neck(feats)
+        if self.query_head:  # the head's own test-time output (Mask2Former: class scores x masks), at x's size
+            return self.decode_head.predict(feats, [dict(img_shape=TracedSize(x.shape[2:]))], self.test_cfg)
         logits = self.decode_head(feats)
         return F.interpolate(logits, size=x.shape[2:], mode='bilinear', align_corners=self.align_corners)
 

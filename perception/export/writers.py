@@ -9,8 +9,10 @@ import torch
 from mmengine.logging import print_log
 
 from ..common.dtypes import torch_dtype
-from ..deploy.bundle import META_FORMAT, META_MODEL_ID, META_NUM_CLASSES, META_PATCH_SIZE, ONNX_FORMAT_TAG
+from ..deploy.bundle import (META_FORMAT, META_MODEL_ID, META_NUM_CLASSES, META_PATCH_SIZE, META_SIZE_DIVISOR,
+                             ONNX_FORMAT_TAG)
 from .errors import ExportError
+from .pixel_decoder import exportable_deform_attn
 from .wrapper import ExportableSegmentor, exportable_pools
 
 
@@ -39,8 +41,9 @@ def _dynamic_shapes(patch: int, min_size: int):
 
 
 def torch_export(wrapper: ExportableSegmentor, example: torch.Tensor, patch: int, min_size: int):
-    """``torch.export`` of the wrapper with dynamic batch and H, W (multiples of ``patch``)."""
-    with exportable_pools(wrapper), torch.no_grad():
+    """``torch.export`` of the wrapper with dynamic batch and H, W (multiples of ``patch``: the input multiple,
+    the patch size or the backbone's ``size_divisor``)."""
+    with exportable_pools(wrapper), exportable_deform_attn(wrapper), torch.no_grad():
         try:
             return torch.export.export(wrapper, (example,), dynamic_shapes=_dynamic_shapes(patch, min_size))
         except Exception as e:
@@ -59,7 +62,7 @@ def _initializer_bytes(model) -> int:
 
 
 def export_onnx(exported_program, path, opset: Optional[int] = None, model_id: str = '', num_classes: int = 0,
-                patch: int = 0, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+                patch: int = 0, size_divisor: int = 0, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
                 weights: Optional[Dict[str, torch.Tensor]] = None, weights_dtype: torch.dtype = torch.float32) -> Dict:
     """ONNX through the dynamo exporter; the weights go to ``<file>.data`` above the threshold.
 
@@ -82,7 +85,8 @@ def export_onnx(exported_program, path, opset: Optional[int] = None, model_id: s
         if log.getvalue().strip():
             print_log(log.getvalue().strip(), logger='current', level=10)
     prog.model.metadata_props.update({META_FORMAT: ONNX_FORMAT_TAG, META_MODEL_ID: model_id,
-                                      META_NUM_CLASSES: str(num_classes), META_PATCH_SIZE: str(patch)})
+                                      META_NUM_CLASSES: str(num_classes), META_PATCH_SIZE: str(patch),
+                                      META_SIZE_DIVISOR: str(size_divisor or patch)})
     if weights is not None:
         from .lowmem import bind_weights, fold_weight_transposes
         nbytes = bind_weights(prog.model, weights, weights_dtype)

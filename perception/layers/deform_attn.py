@@ -34,6 +34,13 @@ def grid_reference_points(shapes: Shapes, device=None) -> torch.Tensor:
     return torch.cat(pts, 0)[None, :, None]
 
 
+def level_sizes(shapes: Shapes, device=None) -> torch.Tensor:
+    """``[levels, 2]`` float32 ``(w, h)`` of each level. Built with tensor arithmetic rather than
+    ``torch.tensor(list)``, so sizes that are symbolic while ``torch.export`` traces stay symbolic."""
+    ex, ey = torch.eye(2, dtype=torch.float32, device=device)
+    return torch.stack([ex * w + ey * h for h, w in shapes])
+
+
 def ms_deform_attn_pytorch(value: torch.Tensor, shapes: Shapes, locations: torch.Tensor,
                            weights: torch.Tensor) -> torch.Tensor:
     """The sampling in plain PyTorch: bilinear ``grid_sample`` (zero padding, ``align_corners=False``)
@@ -142,13 +149,13 @@ class MSDeformAttn(nn.Module):
         M, L, P = self.n_heads, self.n_levels, self.n_points
         offsets = self.sampling_offsets(query).float().view(B, Q, M, L, P, 2)
         weights = self.attention_weights(query).float().view(B, Q, M, L * P).softmax(-1).view(B, Q, M, L, P)
-        norm = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32, device=query.device)
+        norm = level_sizes(shapes, query.device)
         locations = reference_points.float()[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
         return locations, weights
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, feat: torch.Tensor,
                 shapes: Shapes) -> torch.Tensor:
-        shapes = [(int(h), int(w)) for h, w in shapes]
+        shapes = [(h, w) for h, w in shapes]  # ints, or symbolic sizes while tracing (never int(): it freezes them)
         if len(shapes) != self.n_levels or sum(h * w for h, w in shapes) != feat.shape[1]:
             raise ValueError(f'deformable attention over {self.n_levels} level(s): got level shapes {shapes} '
                              f'for {feat.shape[1]} feature tokens')

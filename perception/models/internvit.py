@@ -1,6 +1,6 @@
 """InternViT as an OpenMMLab backbone (mmsegmentation 1.x and mmpretrain ``MODELS``)."""
 import contextlib
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
@@ -11,6 +11,37 @@ from ..common.errors import UnavailableError
 from ..layers.attention import BackendUnavailableError
 from ..layers.vision_transformer import InternVisionTransformer
 from ..registry import register
+
+
+def low_precision_dtype(weights_dtype: Optional[str], frozen: bool, flag: str):
+    """``weights_dtype`` (None, 'bf16', 'fp16') as a torch dtype, refused in one line unless the weights are
+    frozen (``flag``: the argument that freezes them): trained weights stay fp32 (autocast trains them)."""
+    if weights_dtype is not None and weights_dtype not in LOW_PRECISION:
+        raise ValueError(f"weights_dtype must be None, 'bf16' or 'fp16', got {weights_dtype!r}")
+    if weights_dtype and not frozen:
+        raise ValueError(f'weights_dtype={weights_dtype!r} needs {flag}=True: trained weights stay fp32 (mixed '
+                         'precision trains them through autocast)')
+    return weights_dtype and torch_dtype(weights_dtype)
+
+
+def build_in_dtype(module: torch.nn.Module, dtype: Optional[torch.dtype], build: Callable[[], None]):
+    """Run ``build()`` (it creates ``module``'s parameters) so that they exist in ``dtype`` only, never as an fp32
+    copy: built on the ``meta`` device, allocated in ``dtype`` on the CPU (left on ``meta`` when the caller builds
+    under ``torch.device('meta')``), reset to their constructors' values (``init_weights`` fills them).
+    ``dtype=None``: a plain build."""
+    if dtype is None:
+        build()
+        return
+    on_meta = torch.empty(0).device.type == 'meta'
+    with torch.device('meta'):
+        build()
+    module.to(dtype)
+    if not on_meta:
+        module.to_empty(device='cpu')
+    with torch.no_grad():
+        for m in module.modules():
+            if hasattr(m, 'reset_parameters'):
+                m.reset_parameters()
 
 
 @register('MODELS', 'mmseg', 'mmpretrain')
@@ -51,25 +82,9 @@ class InternViT(InternVisionTransformer, BaseModule):
         if img_size is not None:  # the position-embedding grid, e.g. 504 for InternVL's tuned segmentors
             from ..layers.vision_transformer import parse_arch
             arch = dict(parse_arch(arch), img_size=int(img_size))
-        if weights_dtype is not None and weights_dtype not in LOW_PRECISION:
-            raise ValueError(f"weights_dtype must be None, 'bf16' or 'fp16', got {weights_dtype!r}")
-        if weights_dtype and not frozen:
-            raise ValueError(f'weights_dtype={weights_dtype!r} needs frozen=True: trained weights stay fp32 (mixed '
-                             'precision trains them through autocast)')
-        self.weights_dtype = weights_dtype and torch_dtype(weights_dtype)
-        if self.weights_dtype is None:
-            self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
-        else:  # never an fp32 copy: build on meta, allocate in the dtype, reset (init_weights fills it)
-            on_meta = torch.empty(0).device.type == 'meta'  # built under torch.device('meta'): stay there
-            with torch.device('meta'):
-                self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks)
-            self.to(self.weights_dtype)
-            if not on_meta:
-                self.to_empty(device='cpu')
-            with torch.no_grad():
-                for m in self.modules():
-                    if hasattr(m, 'reset_parameters'):
-                        m.reset_parameters()
+        self.weights_dtype = low_precision_dtype(weights_dtype, frozen, 'frozen')
+        build_in_dtype(self, self.weights_dtype,
+                       lambda: self._build(arch, drop_path_rate, with_cp, attn_backend, compile_blocks))
         self.out_indices = tuple(self.normalize_indices(out_indices))
         if not self.out_indices:
             raise ValueError('out_indices is empty')

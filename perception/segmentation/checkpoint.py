@@ -38,6 +38,8 @@ def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = 
     model = getattr(model, 'module', model)
     src = open_checkpoint(path)
     sd = convert_segmentor_state(src.tensors)
+    if hasattr(model.backbone, 'interaction_indexes'):  # InternViTAdapter: the adapter's own strict loader
+        return _load_adapter_segmentor(model, path, sd, backbone_already_loaded)
     skip = None
     if not any(k.startswith('backbone.') for k in sd) and backbone_already_loaded:
         skip = 'backbone.'
@@ -56,4 +58,27 @@ def load_segmentor_checkpoint(model, path, backbone_checkpoint: Optional[str] = 
         model.backbone._pos_cache.clear()
     print_log(f'loaded segmentor checkpoint {path} ({len(sd)} tensors'
               + (', backbone from its own file)' if skip else ')'), logger='current')
+    return model
+
+
+def _load_adapter_segmentor(model, path, sd: Dict, backbone_already_loaded: bool):
+    """An ``InternViTAdapter`` segmentor (this project's, or an InternVL-MMDetSeg one: its mmcv 1.x
+    ``{'meta', 'state_dict', 'optimizer'}`` file, its DeepSpeed ``iter_N/global_stepN/mp_rank_00_model_states.pt``
+    folder or that file's ``{'module': ...}`` release): the backbone through
+    :func:`~perception.models.adapter_loading.load_adapter_state` (strict; another width or depth refused in one
+    line naming the first mismatching key and both shapes), the heads strictly. The adapter is trained with the
+    heads, so a file without ``backbone.*`` weights is refused (unless the backbone's own ``init_cfg`` loaded it)."""
+    from ..checkpoint.formats import convert_to_internvit
+    from ..models.adapter_loading import load_adapter_state
+    backbone = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    if backbone:
+        vit, unused, _ = convert_to_internvit(backbone)
+        load_adapter_state(model.backbone, vit, path, unused=unused, key_prefix='backbone.')
+    elif not backbone_already_loaded:
+        raise CheckpointError(f'{path} holds no backbone weights: an InternViTAdapter segmentor needs its trained '
+                              'adapter (backbone.spm.*, backbone.interactions.*, ...) and ViT from the same file')
+    heads = {k: v for k, v in sd.items() if not k.startswith('backbone.')}
+    strict_copy(model, heads, path, skip_prefix='backbone.', what='the segmentor')
+    print_log(f'loaded segmentor checkpoint {path} ({len(sd)} tensors'
+              + (')' if backbone else ', backbone from its own init_cfg)'), logger='current')
     return model

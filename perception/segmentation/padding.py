@@ -53,10 +53,12 @@ def enable_any_input_size(segmentor):
     def padded_encode_decode(inputs, batch_img_metas):
         h, w = inputs.shape[-2:]
         ph, pw = padded_size(h, w, patch, min_size)
+        # the network input's size in both keys: Mask2FormerHead sizes its masks by pad_shape, which mmseg's
+        # slide windows leave at the whole image's
+        metas = [dict(m, img_shape=(ph, pw), pad_shape=(ph, pw)) for m in batch_img_metas]
         if (ph, pw) == (h, w):
-            return encode_decode(inputs, batch_img_metas)
+            return encode_decode(inputs, metas)
         x = F.pad(inputs, (0, pw - w, 0, ph - h))
-        metas = [dict(m, img_shape=(ph, pw)) for m in batch_img_metas]
         return encode_decode(x, metas)[..., :h, :w]
 
     segmentor.encode_decode = padded_encode_decode

@@ -2,7 +2,8 @@
 view, averaged) over multi-scale + flip views built from the config's own test resize.
 
 The views: the test resize scaled by each ratio (ADE20K's 0.5, 0.75, 1.0, 1.25, 1.5, 1.75 by
-default), each size rounded to a multiple of the patch size (14) as the single-scale resize is, each
+default), each size rounded to a multiple of the patch size (14), or of the test resize's own
+``size_divisor`` when larger (32 for the ViT-Adapter demo configs), as the single-scale resize is, each
 with and without a horizontal flip; the config's ``test_cfg`` (slide windows for the ADE20K configs)
 runs on every view, and the logits are resized back to the image before averaging."""
 import copy
