@@ -14,7 +14,7 @@ LEVELS = {
     'common': 0, 'compat': 0, 'layers': 0, 'registry': 0,
     'deploy': 1, 'checkpoint': 1,
     'models': 2, 'visualization': 2,
-    'segmentation': 3, 'classification': 3, 'datasets': 3, 'engine': 3,
+    'segmentation': 3, 'classification': 3, 'datasets': 3, 'engine': 3, 'zero_shot': 3,
     'config': 4, 'apis': 4, 'inference': 4, 'export': 4, 'memory_plan': 4, 'consolidate': 4, 'setup_env': 4,
     'demo': 4,
 }
