@@ -387,7 +387,8 @@ def test_both_backends_label_uint16_and_float_images_alike(exported):
 def test_an_exported_manifest_carries_digests_and_refuses_edits(exported, tmp_path):
     _, out, m = exported
     written = json.loads((out / MANIFEST_NAME).read_text())
-    assert written['version'] == BUNDLE_VERSION == 3 and 'preprocessing_sha256' not in written
+    assert written['version'] == BUNDLE_VERSION == 4 and 'preprocessing_sha256' not in written
+    assert written['size_divisor'] == written['patch_size']  # a plain ViT pads to its patch (v4 records it)
     assert written['digests'] == manifest_digests(written) == m['digests']
     load_bundle(out)
     for key, b in _edited_bundles(out, tmp_path):
