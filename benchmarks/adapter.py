@@ -266,18 +266,31 @@ def forward_times(arch: Union[str, dict] = '6b', depth: Optional[int] = None, im
                 weights_dtype_arg=has_weights_dtype(), vit_alone_s=vit_s, adapter_s=ad_s,
                 added_s=ad_s - vit_s, added_pct=100 * (ad_s - vit_s) / vit_s, parts_s=med,
                 deform_calls=len(deform), threads=torch.get_num_threads(), load_avg=os.getloadavg()[0],
+                malloc_env={k: os.environ.get(k) for k in MALLOC_ENV['keep']},
                 rss_peak_gib=rss_kb('VmHWM') / 2 ** 20)
 
 
-def in_subprocess(func: str, **kw) -> Dict:
-    """``benchmarks.adapter.<func>(**kw)`` in a fresh interpreter (its own peak RSS); its result."""
+#: glibc malloc settings (read when a process starts): ``default``, or ``keep``: large blocks come from the heap
+#: (no mmap) and freed memory is not handed back to the kernel, so the forward's big temporaries reuse pages the
+#: process already has instead of faulting in new ones, which on these virtual machines costs several times the
+#: arithmetic (benchmarks/page_reuse.py). PyTorch's own CPU launcher (``torch.backends.xeon.run_cpu``) swaps in
+#: jemalloc / tcmalloc for the same reason.
+MALLOC_ENV = {'default': {}, 'keep': {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 40)}}
+
+
+def in_subprocess(func: str, malloc: str = 'default', **kw) -> Dict:
+    """``benchmarks.adapter.<func>(**kw)`` in a fresh interpreter (its own peak RSS) with the glibc malloc
+    settings ``malloc`` (:data:`MALLOC_ENV`); its result, with ``malloc`` recorded."""
     code = ('import json,sys; from benchmarks import adapter; '
             f'print("@@" + json.dumps(adapter.{func}(**json.loads(sys.argv[1]))))')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+    for k in MALLOC_ENV['keep']:
+        env.pop(k, None)
+    env.update(MALLOC_ENV[malloc])
     proc = subprocess.run([sys.executable, '-c', code, json.dumps(kw)], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith('@@'):
-            return json.loads(line[2:])
+            return dict(json.loads(line[2:]), malloc=malloc)
     raise RuntimeError(f'{func}({kw}) failed in its subprocess (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
 
 
@@ -322,15 +335,15 @@ def memory_table(rows: List[Dict]) -> str:
 def speed_table(rows: List[Dict]) -> str:
     """The rows of :func:`forward_times` as a markdown table; the MSDeformAttn shares are of the adapter's
     added time and of its whole forward."""
-    lines = ['| depth | ViT alone s | adapter s | added s | **added** | in the adapter: ViT blocks s | spm s | '
+    lines = ['| depth | malloc | ViT alone s | adapter s | added s | **added** | in the adapter: ViT blocks s | spm s | '
              'injectors s | extractors s | MSDeformAttn s | of which sampling s | MSDeformAttn / added | '
-             'MSDeformAttn / adapter |', '|' + '---|' * 13]
+             'MSDeformAttn / adapter |', '|' + '---|' * 14]
     for r in rows:
         p = r['parts_s']
 
         def share(s):  # a noisy run can measure no added time at all
             return f"{100 * p['deform attn'] / s:.0f}%" if s > 0 else 'n/a'
-        lines.append(f"| {r['depth']} | {r['vit_alone_s']:.3f} | {r['adapter_s']:.3f} | {r['added_s']:.3f} | "
+        lines.append(f"| {r['depth']} | {r.get('malloc', 'default')} | {r['vit_alone_s']:.3f} | {r['adapter_s']:.3f} | {r['added_s']:.3f} | "
                      f"**{r['added_pct']:+.1f}%** | {p['vit blocks']:.3f} | {p['spm']:.3f} | {p['injectors']:.3f} | "
                      f"{p['extractors']:.3f} | {p['deform attn']:.3f} | {p['deform sampling']:.3f} | "
                      f"{share(r['added_s'])} | {share(r['adapter_s'])} |")

@@ -393,3 +393,27 @@ def test_cuda_op_matches_the_cpu_path_forward_and_backward():
         cpu = m(img)
         gpu = m.cuda()(img.cuda())
     assert all(_scale_err(b.cpu(), a) < 1e-4 for a, b in zip(cpu, gpu))
+
+
+def test_stream_norm_without_autograd_is_the_fp32_norm_cast_as_autocast_would():
+    """The interactions' norms write their output in chunks straight in the linears' compute dtype when no
+    gradient is taken: bit for bit what LayerNorm in fp32 followed by autocast's cast gives (rows not a
+    multiple of the chunk, batch 2); with autograd they are the plain fp32 norm."""
+    from perception.layers.norm import LayerNormFp32
+    from perception.models.adapter_modules import StreamNorm
+    torch.manual_seed(0)
+    sn = StreamNorm(48, eps=1e-5)
+    with torch.no_grad():
+        sn.weight.normal_()
+        sn.bias.normal_()
+    plain = LayerNormFp32(48, eps=1e-5)
+    plain.load_state_dict(sn.state_dict())
+    x = torch.randn(2, 2 * StreamNorm.ROWS // 2 + 37, 48) * 3 + 1
+    want = plain(x)
+    with torch.no_grad():
+        assert torch.equal(sn(x), want)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = sn(x)
+        assert got.dtype == torch.bfloat16 and torch.equal(got, want.detach().to(torch.bfloat16))
+    y = sn(x.requires_grad_())
+    assert y.dtype == torch.float32 and y.requires_grad and torch.equal(y, want)

@@ -107,6 +107,51 @@ def test_one_gpu_variant_holds_the_frozen_vit_in_bf16():
     assert c.model.backbone == base.model.backbone  # nothing else changed
 
 
+ONE_GPU = sorted(glob.glob(str(ROOT / 'mmcfg/internvit/*_1xb2-accum8-*.py')))
+
+
+@pytest.mark.parametrize('path', ONE_GPU, ids=[osp.basename(p) for p in ONE_GPU])
+def test_one_gpu_configs_are_their_8_gpu_config_with_the_accumulation_changes_only(path):
+    """Every one-GPU config (linear, UperNet, adapter; their one-GPU settings come from
+    _base_/recipes/one_gpu_accum8.py) is its 8-GPU config with exactly these changes, written out here: 8
+    accumulated steps, iterations, validation, checkpoint and log intervals x 8, the schedules stepped per update,
+    BN for SyncBN in every head that has one, the backbone held in bf16; the base's helper key is no key of it."""
+    eight = Config.fromfile(path.replace('_1xb2-accum8-', '_8xb2-')).to_dict()
+    one = Config.fromfile(path).to_dict()
+    assert eight['train_cfg']['max_iters'] == 80000 and eight['optim_wrapper'].get('accumulative_counts') is None
+    want = eight
+    want['accumulative_counts'] = 8
+    want['bn'] = dict(type='BN', requires_grad=True)
+    want['optim_wrapper']['accumulative_counts'] = 8
+    want['train_cfg'].update(max_iters=640000, val_interval=eight['train_cfg']['val_interval'] * 8)
+    hooks = want['default_hooks']
+    hooks['param_scheduler'] = dict(type='AccumulationSchedulerHook')
+    hooks['logger']['interval'] *= 8
+    hooks['checkpoint']['interval'] *= 8
+    want['model']['backbone']['weights_dtype'] = 'bf16'
+    heads = [h for h in ('decode_head', 'auxiliary_head') if h in want['model']]
+    for h in heads:
+        assert want['model'][h]['norm_cfg']['type'] == 'SyncBN'
+        want['model'][h]['norm_cfg'] = dict(type='BN', requires_grad=True)
+    assert one == want
+    assert (one['train_cfg']['val_interval'], one['default_hooks']['logger']['interval'],
+            one['default_hooks']['checkpoint']['interval']) == (64000, 400, 64000)
+    assert heads == (['decode_head'] if osp.basename(path).startswith('linear_') else ['decode_head', 'auxiliary_head'])
+
+
+def test_one_gpu_settings_live_in_the_base_only():
+    """The one-GPU block is written once (_base_/recipes/one_gpu_accum8.py): a leaf that sets the counts itself
+    would drift from the others when the recipe changes."""
+    assert len(ONE_GPU) == 9  # 3 6B releases x (linear, UperNet, adapter + UperNet)
+    for path in ONE_GPU:
+        tree = ast.parse(Path(path).read_text())
+        assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in ast.walk(node.targets[0])
+                    if isinstance(t, ast.Name)}
+        assert not assigned & {'accumulative_counts', 'bn'}, path
+        assert 'AccumulationSchedulerHook' not in Path(path).read_text() and '8000' not in Path(path).read_text()
+        assert "'../_base_/recipes/one_gpu_accum8.py'" in Path(path).read_text(), path
+
+
 @pytest.mark.parametrize('tag,arch,path', [
     ('6b-448px-v1-5', '6b-448px-v1.5', 'checkpoints/InternViT-6B-448px-V1-5'),
     ('6b-448px-v2-5', '6b-448px-v2.5', 'checkpoints/InternViT-6B-448px-V2_5')])

@@ -103,6 +103,9 @@ def test_adapter_benchmark_prints_memory_and_speed(tmp_path):
     r = json.loads(out_json.read_text())
     m, s = r['memory'][0], r['speed'][0]
     assert out.stdout.count(f"| 4 | 2 | {m['vit_weights_gib']:.2f} |") == 1 and f"**{s['added_pct']:+.1f}%**" in out.stdout
+    # speed runs once with glibc malloc as it is and once keeping freed memory (the setting reached the process)
+    assert [(x['malloc'], x['malloc_env']['MALLOC_MMAP_MAX_']) for x in r['speed']] == [('default', None), ('keep', '0')]
+    assert all(f"| 4 | {x['malloc']} | {x['vit_alone_s']:.3f} |" in out.stdout for x in r['speed'])
     # memory: the ViT in bf16 (2 bytes a parameter), fp32 trainable weights, a gradient each, AdamW's two moments
     assert m['vit_weights_gib'] * gib == 2 * vit_params(128, 256, 4, 16, 64)
     assert m['gradients_gib'] == m['trainable_weights_gib'] == m['trainable_params_m'] * 1e6 * 4 / gib

@@ -215,3 +215,34 @@ def test_runtime_labels_awkward_images_like_pytorch(exported, mode):
             assert seg.predict(img).shape == (h, w)
     finally:
         model.test_cfg = saved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['upernet', 'mask2former'])
+def test_fp16_and_low_memory_exports_of_both_families(name, tmp_path):
+    """``--dtype fp16`` (fp16 weights and compute behind fp32 input / output) and ``--low-memory`` (the
+    backbone built and held in bf16, the graph traced on meta, fp32 weights written lazily) for the adapter
+    families: each bundle labels an awkward image as the PyTorch model it came from (fp16: within the fp16
+    tolerance of the fp32 model; low memory: PyTorch computing in fp32 from the same bf16 weights)."""
+    from perception.export import export_segmentor
+    from perception.export.lowmem import fp32_compute
+    model = _model(name)
+    x = torch.randn(1, 3, 97, 150, generator=torch.Generator().manual_seed(5))
+    m16 = export_model(model, tmp_path / 'fp16', formats=('onnx',), dtype='fp16')
+    assert m16['onnx']['dtype'] == 'fp16' and m16['verification']['tolerance'] == 2e-2
+    assert all(r['label_agreement'] >= MIN_AGREE for r in m16['verification']['whole_images'])
+    ref = reference_logits(model, x).numpy()
+    got = load_bundle(tmp_path / 'fp16').run(x.numpy())
+    assert np.abs(got - ref).max() <= 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    frozen = {'model.backbone.freeze_vit': True}  # weights_dtype (what --low-memory sets) holds a frozen ViT only
+    mlm = export_segmentor(str(CONFIGS[name]), str(ckpt), tmp_path / 'lm', formats=('onnx',), cfg_options=frozen,
+                           low_memory=True)
+    assert mlm['onnx']['low_memory'] is True and mlm['onnx']['dtype'] == 'fp32' and mlm['size_divisor'] == 32
+    seg16 = init_segmentor(str(CONFIGS[name]), str(ckpt), 'cpu', frozen, weights_dtype='bf16')
+    assert all(p.dtype == torch.bfloat16 for _, p in seg16.backbone.vit_parameters())
+    with fp32_compute(seg16):
+        ref16 = reference_logits(seg16, x)
+    _check(load_bundle(tmp_path / 'lm').run(x.numpy()), ref16.numpy(), where=f'{name} low memory')

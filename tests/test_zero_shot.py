@@ -586,3 +586,20 @@ def test_retrieval_gives_the_releases_recall(tiny_release, sp_model, tmp_path):
         i2t = 100 * np.mean([min((s[:, i] > s[j, i]).sum() for j in np.where(owner == i)[0]) < k for i in range(12)])
         assert got[f'text_to_image_R@{k}'] == pytest.approx(t2i) and got[f'image_to_text_R@{k}'] == pytest.approx(i2t)
     assert got['images'] == 12 and got['captions'] == len(caps)
+
+
+def test_tool_refuses_an_existing_out_file_before_reading_the_model(tmp_path):
+    """``--out`` never writes over a file: one line, exit 2, the file untouched, and the model (here a path
+    that does not exist) not even looked at."""
+    import subprocess
+    import sys
+    out = tmp_path / 'results.json'
+    out.write_text('{"kept": true}')
+    tool = os.path.join(os.path.dirname(__file__), '..', 'tools', 'zero_shot.py')
+    proc = subprocess.run([sys.executable, tool, 'classify', '--model', str(tmp_path / 'no_such_model'),
+                           '--dataset', 'imagenet1k', '--data-root', str(tmp_path / 'no_such_data'),
+                           '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and f'--out {out}: exists' in lines[0]
+    assert out.read_text() == '{"kept": true}'

@@ -49,6 +49,9 @@ def main(argv=None):
     p.add_argument('--classes', type=positive_int, default=150)
     p.add_argument('--repeats', type=positive_int, default=3, help='timed forwards of each (after one warm-up)')
     p.add_argument('--parts', nargs='+', choices=['memory', 'speed'], default=['memory', 'speed'])
+    p.add_argument('--malloc', nargs='+', choices=['default', 'keep'], default=['default', 'keep'],
+                   help="speed: glibc malloc as it is, and/or 'keep' (MALLOC_MMAP_MAX_=0: freed memory is reused, "
+                        'not handed back; benchmarks/adapter.py MALLOC_ENV says why); memory: always default')
     p.add_argument('--json', metavar='OUT.json', help='also write the results to this new file (never overwritten)')
     args = p.parse_args(argv)
     if args.json and os.path.exists(args.json):
@@ -73,9 +76,10 @@ def main(argv=None):
                 res['memory'].append(in_subprocess('train_step', arch=args.arch, depth=d, img=args.img, batch=b,
                                                    channels=args.channels, num_classes=args.classes))
     if 'speed' in args.parts:
-        for d in depths:
-            res['speed'].append(in_subprocess('forward_times', arch=args.arch, depth=d, img=args.img,
-                                              repeats=args.repeats))
+        for m in args.malloc:
+            for d in depths:
+                res['speed'].append(in_subprocess('forward_times', malloc=m, arch=args.arch, depth=d, img=args.img,
+                                                  repeats=args.repeats))
     res['load_avg_end'] = os.getloadavg()[:3]
     est = full['num_layers'] not in depths and len(depths) > 1
     if est:  # the adapter's parameters and work do not grow with the block count (four interactions at any depth)
@@ -88,10 +92,13 @@ def main(argv=None):
             if rows:
                 res['estimate']['peak_gib'][b] = linear_estimate(rows, 'peak_gib', L)
                 res['estimate']['peak_weights_only_gib'][b] = rows[-1]['peak_gib'] + (L - deep) * per_block
-        if res['speed']:
-            vit = linear_estimate(res['speed'], 'vit_alone_s', L)
-            ad = vit + res['speed'][-1]['added_s']
-            res['estimate'].update(vit_alone_s=vit, adapter_s=ad, added_pct=100 * (ad - vit) / vit)
+        for m in args.malloc:
+            rows = [r for r in res['speed'] if r['malloc'] == m]
+            if rows:
+                vit = linear_estimate(rows, 'vit_alone_s', L)
+                ad = vit + rows[-1]['added_s']
+                res['estimate'].setdefault('speed', {})[m] = dict(vit_alone_s=vit, adapter_s=ad,
+                                                                  added_pct=100 * (ad - vit) / vit)
     name = args.arch if isinstance(args.arch, str) else f"width {full['embed_dims']}"
     print(f"# measured on: {res['machine']}")
     print(f"# load average (1, 5, 15 min) at start {', '.join(f'{x:.2f}' for x in load0)}; at end "
@@ -127,10 +134,10 @@ def main(argv=None):
             print(f"  ESTIMATE peak RSS of one step, batch {b}: {v:.1f} GiB linear in the block count; "
                   f"{e['peak_weights_only_gib'][b]:.1f} GiB adding only the blocks' bf16 weights to depth "
                   f"{e['from_depths'][1]}'s peak (a lower bound)")
-        if 'added_pct' in e:
-            print(f"  ESTIMATE forward: ViT alone {e['vit_alone_s']:.2f} s (linear in the block count), adapter "
-                  f"{e['adapter_s']:.2f} s (+ the time depth {e['from_depths'][1]}'s adapter added: its work does not "
-                  f"grow with the blocks), added {e['added_pct']:+.1f}%")
+        for m, sp in e.get('speed', {}).items():
+            print(f"  ESTIMATE forward (malloc {m}): ViT alone {sp['vit_alone_s']:.2f} s (linear in the block count), "
+                  f"adapter {sp['adapter_s']:.2f} s (+ the time depth {e['from_depths'][1]}'s adapter added: its work "
+                  f"does not grow with the blocks), added {sp['added_pct']:+.1f}%")
     if args.json:
         from perception.common.files import write_bytes_atomic
         write_bytes_atomic(args.json, json.dumps(res, indent=1).encode())

@@ -1,20 +1,20 @@
 # A tiny InternViT + ViT-Adapter + Mask2Former trained from scratch on the generated shapes dataset
 # (tools/make_demo_data.py) on CPU: the segmentor of mmcfg/_base_/models/mask2former_internvit_adapter.py
-# at toy size. The adapter needs sides that are multiples of 32: the 112x112 images are resized to 128.
+# at toy size. The adapter needs sides that are multiples of 32: the 112x112 images are resized to 128
+# (demo_shapes_128x128.py).
 # python tools/demo.py --config THIS_FILE --work-dir work_dirs/m2f_demo
 _base_ = [
-    '../_base_/models/mask2former_internvit_adapter.py', '../_base_/datasets/demo_shapes_112x112.py',
-    '../_base_/default_runtime.py'
+    '../_base_/models/mask2former_internvit_adapter.py', '../_base_/datasets/demo_shapes_128x128.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_demo_1k.py'
 ]
 # perception's subpackages first (perception.models applies the transformers compatibility patch that
 # mmdet needs), then mmdet's models (the pixel decoder, assigner and losses the head names)
 custom_imports = dict(imports=['perception.models', 'perception.datasets', 'perception.engine', 'mmdet.models'],
                       allow_failed_imports=False)
 num_classes = 6
-crop_size = (128, 128)
 tiny_arch = dict(embed_dims=96, num_layers=4, num_heads=4, feedforward_channels=384, norm_type='rms_norm',
                  qk_normalization=True, qkv_bias=False, patch_size=16, img_size=128)
-data_preprocessor = dict(size=crop_size)
+data_preprocessor = dict(size={{_base_.crop_size}})
 model = dict(
     data_preprocessor=data_preprocessor,
     # conv_inplane 16 (the fork's 64): the spatial prior module's stem was half of the step's time at this size
@@ -36,26 +36,11 @@ model = dict(
                            ffn_cfg=dict(embed_dims=64, feedforward_channels=128))),
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]),
         train_cfg=dict(num_points=1024)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='CheckSegMap', num_classes=num_classes),
-    dict(type='RandomResize', scale=crop_size, ratio_range=(0.8, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.9),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeShortSide', short_side=128, size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='CheckSegMap', num_classes=num_classes),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# the demos' 1000 iterations (schedule_demo_1k.py) with Mask2Former's optimizer: fp32, AdamW lr 1e-3, the queries
+# and level embeddings and the norms without weight decay, gradient clipping at 1.0; poly power 0.9 as mmseg's
+# Mask2Former; validation every 250 iterations, one checkpoint at the end
 optim_wrapper = dict(
+    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=1.0, norm_type=2),
@@ -63,20 +48,10 @@ optim_wrapper = dict(
                                     'query_feat': dict(lr_mult=1.0, decay_mult=0.0),
                                     'level_embed': dict(lr_mult=1.0, decay_mult=0.0)},
                        norm_decay_mult=0.0))
-auto_scale_lr = dict(base_batch_size=8)
-max_iters = 1000
+auto_scale_lr = dict(_delete_=True, base_batch_size=8)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
-    dict(type='PolyLR', power=0.9, eta_min=0.0, by_epoch=False, begin=100, end=max_iters),
+    dict(type='PolyLR', power=0.9, eta_min=0.0, by_epoch=False, begin=100, end={{_base_.max_iters}}),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=250)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
-randomness = dict(seed=0)
+train_cfg = dict(val_interval=250)
+default_hooks = dict(checkpoint=dict(interval=1000))

@@ -4,9 +4,15 @@ One module, :class:`MSDeformAttn`, with the parameter names of InternVL-MMDetSeg
 ``ops/deformable_attention/modules/ms_deform_attn.py`` (``sampling_offsets``, ``attention_weights``,
 ``value_proj``, ``output_proj``; ``value_proj`` maps the width to ``width * ratio``), so the fork's
 checkpoints load. The sampling itself, :func:`multi_scale_deformable_attn`, runs mmcv 2.x's compiled op
-(``MultiScaleDeformableAttnFunction``) on CUDA tensors and the pure-PyTorch ``grid_sample`` path
-elsewhere (or where mmcv's op cannot be imported: one warning); both compute in float32 on the same
-parameters. mmcv is imported only inside the CUDA branch: the layers import no OpenMMLab at import time.
+(``MultiScaleDeformableAttnFunction``) on CUDA tensors (the pure-PyTorch ``grid_sample`` path where mmcv's
+op cannot be imported: one warning); elsewhere (CPU, ``meta``, any non-CUDA device) it runs
+:func:`ms_deform_attn_gather`, one ``embedding_bag`` over all levels (on CPU a forward several times faster
+than ``grid_sample``'s, forward + backward about as fast or faster), except while a graph is traced or
+exported (``torch.jit.trace``, ``torch.export``, ``torch.compile``, the ONNX exporter), where it runs
+:func:`ms_deform_attn_pytorch` (``grid_sample``, the op the exported graphs and the ONNX runtime know). All
+paths compute the same bilinear sampling (zero padding, ``align_corners=False``) in float32 (float64 stays
+float64) on the same parameters. mmcv is imported only inside the CUDA branch: the layers import no
+OpenMMLab at import time.
 """
 import functools
 import math
@@ -17,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autocast import autocast_off
+from .autocast import autocast_off, compute_dtype
 
 Shapes = Sequence[Tuple[int, int]]
 
@@ -34,10 +40,10 @@ def grid_reference_points(shapes: Shapes, device=None) -> torch.Tensor:
     return torch.cat(pts, 0)[None, :, None]
 
 
-def level_sizes(shapes: Shapes, device=None) -> torch.Tensor:
-    """``[levels, 2]`` float32 ``(w, h)`` of each level. Built with tensor arithmetic rather than
-    ``torch.tensor(list)``, so sizes that are symbolic while ``torch.export`` traces stay symbolic."""
-    ex, ey = torch.eye(2, dtype=torch.float32, device=device)
+def level_sizes(shapes: Shapes, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[levels, 2]`` ``(w, h)`` of each level (float32 unless ``dtype``). Built with tensor arithmetic
+    rather than ``torch.tensor(list)``, so sizes that are symbolic while ``torch.export`` traces stay symbolic."""
+    ex, ey = torch.eye(2, dtype=dtype, device=device)
     return torch.stack([ex * w + ey * h for h, w in shapes])
 
 
@@ -64,6 +70,58 @@ def ms_deform_attn_pytorch(value: torch.Tensor, shapes: Shapes, locations: torch
     return out.view(B, M * D, Q).transpose(1, 2).contiguous()
 
 
+def ms_deform_attn_gather(value: torch.Tensor, shapes: Shapes, locations: torch.Tensor,
+                          weights: torch.Tensor) -> torch.Tensor:
+    """The sampling of :func:`ms_deform_attn_pytorch` (same arguments, same result) as ONE weighted
+    ``embedding_bag`` over all levels. On CPU its forward is several times faster than per-level
+    ``grid_sample``, which samples channels-first and needs a weighted sum and a transpose copy afterwards;
+    its backward (``embedding_bag``'s own, which sorts the indices) is about as fast as ``grid_sample``'s
+    (``python -m benchmarks.deform_sampling``).
+
+    The table is ``value`` as ``[B * heads * S, D]`` (channels-last rows); the bag of each (batch, query,
+    head) holds levels x points x 4 bilinear corners, so the output ``[B * Q * heads, D]`` is already
+    ``[B, Q, heads * D]`` (within a bag: corner, level, point). A corner's weight is its bilinear weight
+    times the attention weight, times 0 outside the map (zero padding; its out-of-range coordinate is set
+    to 0, so every index stays valid, even for NaN locations, whose NaN weights then propagate as
+    ``grid_sample``'s do). Pixel coordinates are ``x * w - 0.5`` (``align_corners=False``). Gradients
+    reach ``value`` (the table), ``weights`` and ``locations`` (through the bilinear weights: ``floor`` is
+    piecewise constant, as in ``grid_sample``'s grid gradient).
+    """
+    B, S, M, D = value.shape
+    _, Q, _, L, P, _ = locations.shape
+    dev, dt = value.device, locations.dtype
+    N, K = B * Q * M, L * P  # bags, (level, point) pairs per bag
+    # every step below works on contiguous [N, K] tensors: broadcasting over small trailing dims (the x/y
+    # pair, the 2 x 2 corners) makes elementwise kernels several times slower than the gather itself
+    size = level_sizes(shapes, dev, torch.long)  # [L, 2] (w, h), int64: row arithmetic stays exact
+    area = size.prod(1)
+
+    def per_point(t):  # [L] -> [K]
+        return t.view(L, 1).expand(L, P).reshape(K)
+    w, h = per_point(size[:, 0]), per_point(size[:, 1])
+    wf, hf = w.to(dt), h.to(dt)
+    head = (torch.arange(B, device=dev).view(B, 1, 1) * M + torch.arange(M, device=dev)) * S  # [B, 1, M]
+    base = head.expand(B, Q, M).reshape(N, 1) + per_point(area.cumsum(0) - area)  # first row of each level
+    loc = locations.reshape(N, K, 2)
+    px, py = loc[..., 0] * wf - 0.5, loc[..., 1] * hf - 0.5
+    x0, y0 = px.floor().detach(), py.floor().detach()
+    fx, fy = px - x0, py - y0
+    x1, y1 = x0 + 1, y0 + 1
+    inx0, inx1 = (x0 >= 0) & (x0 < wf), (x1 >= 0) & (x1 < wf)
+    iny0, iny1 = (y0 >= 0) & (y0 < hf), (y1 >= 0) & (y1 < hf)
+    a = weights.reshape(N, K)
+    wx0, wx1 = (1 - fx) * inx0, fx * inx1
+    wy0, wy1 = (1 - fy) * iny0 * a, fy * iny1 * a
+    wt = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1).view(N, 4 * K)
+    cx0, cx1 = torch.where(inx0, x0, 0).long(), torch.where(inx1, x1, 0).long()
+    r0 = base + torch.where(iny0, y0, 0).long() * w
+    r1 = base + torch.where(iny1, y1, 0).long() * w
+    idx = torch.stack([r0 + cx0, r0 + cx1, r1 + cx0, r1 + cx1], 1).view(N, 4 * K)
+    table = value.permute(0, 2, 1, 3).reshape(B * M * S, D)
+    out = F.embedding_bag(idx, table, per_sample_weights=wt, mode='sum')  # [B * Q * M, D]
+    return out.view(B, Q, M * D)
+
+
 @functools.lru_cache(maxsize=None)
 def mmcv_function():
     """mmcv's compiled ``MultiScaleDeformableAttnFunction``, or None (with one warning) when mmcv or its
@@ -83,10 +141,20 @@ def im2col_step_for(batch: int, step: int = 64) -> int:
     return step if batch <= step or batch % step == 0 else math.gcd(batch, step)
 
 
+def graph_is_traced() -> bool:
+    """True while ``torch.jit.trace``, ``torch.export`` (strict or not), ``torch.compile`` or the ONNX
+    exporter records a graph: the sampling then runs ``grid_sample`` (an op every exporter and runtime
+    knows), not ``embedding_bag``."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting())
+
+
 def multi_scale_deformable_attn(value: torch.Tensor, shapes: Shapes, locations: torch.Tensor,
                                 weights: torch.Tensor) -> torch.Tensor:
-    """Deformable sampling in float32 (returned in ``value``'s dtype): mmcv's op on CUDA, else
-    :func:`ms_deform_attn_pytorch`. Shapes as in :func:`ms_deform_attn_pytorch`."""
+    """Deformable sampling in float32 (returned in ``value``'s dtype): mmcv's op on CUDA (else
+    :func:`ms_deform_attn_pytorch`); on other devices :func:`ms_deform_attn_gather`, or
+    :func:`ms_deform_attn_pytorch` while a graph is traced (:func:`graph_is_traced`). Shapes as in
+    :func:`ms_deform_attn_pytorch`."""
     dtype = value.dtype
     compute = dtype if dtype == torch.float64 else torch.float32
     value, locations, weights = value.to(compute), locations.to(compute), weights.to(compute)
@@ -97,8 +165,10 @@ def multi_scale_deformable_attn(value: torch.Tensor, shapes: Shapes, locations: 
             start = torch.cat([ss.new_zeros(1), ss.prod(1).cumsum(0)[:-1]])
             out = fn.apply(value.contiguous(), ss, start, locations.contiguous(), weights.contiguous(),
                            im2col_step_for(value.shape[0]))
-        else:
+        elif value.is_cuda or graph_is_traced():
             out = ms_deform_attn_pytorch(value, shapes, locations, weights)
+        else:
+            out = ms_deform_attn_gather(value, shapes, locations, weights)
     return out.to(dtype)
 
 
@@ -147,6 +217,7 @@ class MSDeformAttn(nn.Module):
         """(locations ``[B, Q, heads, levels, points, 2]``, weights ``[B, Q, heads, levels, points]``), float32."""
         B, Q, _ = query.shape
         M, L, P = self.n_heads, self.n_levels, self.n_points
+        query = query.to(compute_dtype(query))  # cast once for both linears (autocast would cast it for each)
         offsets = self.sampling_offsets(query).float().view(B, Q, M, L, P, 2)
         weights = self.attention_weights(query).float().view(B, Q, M, L * P).softmax(-1).view(B, Q, M, L, P)
         norm = level_sizes(shapes, query.device)

@@ -7,6 +7,7 @@ its class token; the adapter's parts are in :mod:`.adapter_modules`, the deforma
 :mod:`perception.layers.deform_attn`, loading in :mod:`.adapter_loading`.
 """
 import contextlib
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..common.errors import UnavailableError
 from ..layers.attention import BackendUnavailableError, resolve_attn_backend
+from ..layers.autocast import compute_dtype
 from ..layers.deform_attn import MSDeformAttn, grid_reference_points
 from ..layers.norm import LayerNorm2d
 from ..layers.pos_embed import resample_abs_pos_embed
@@ -283,23 +285,20 @@ class InternViTAdapter(InternVisionTransformer, BaseModule):
         with torch.no_grad() if self.freeze_vit else contextlib.nullcontext():
             dtype = self.pos_embed.dtype  # the ViT's (export.lowmem.fp32_compute widens it with the module)
             tokens, grid = self.patch_embed(x.to(dtype))
-            tokens = tokens.to(dtype) + self.pos_embed_for(grid)[:, 1:].to(dtype)
+            # row-major tokens: the patch embedding's are a transposed view of its conv map, and without the
+            # class token's concatenation that layout would run through every block (and every matmul's input
+            # would be copied first)
+            tokens = tokens.to(dtype).contiguous() + self.pos_embed_for(grid)[:, 1:].to(dtype)
             return tokens.to(self.level_embed.dtype), grid
-
-    def _run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """A ViT block in the ViT's dtype (``weights_dtype``), its output back in the adapter's (exact: the
-        round trip bf16 -> fp32 -> bf16 changes no value); differentiable, so the injectors get gradients."""
-        vit = self.pos_embed.dtype
-        if x.dtype == vit:
-            return super()._run_block(blk, x)
-        return super()._run_block(blk, x.to(vit)).to(x.dtype)
 
     def get_intermediate_layers(self, *args, **kwargs):
         raise TypeError('InternViTAdapter has no class token and no per-block outputs: forward() returns its '
                         'four maps')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``[B, 3, H, W]`` (H, W multiples of 32) -> four fp32 maps ``[B, C, H/s, W/s]``, s = 4, 8, 16, 32."""
+        """``[B, 3, H, W]`` (H, W multiples of 32) -> four fp32 maps ``[B, C, H/s, W/s]``, s = 4, 8, 16, 32, in
+        ``torch.channels_last`` memory format (the adapter's token layout; convolutions take it as it is, and a
+        transpose of the 3200-channel stride-4 map costs more than the adapter's deformable attention)."""
         try:
             return self.forward_adapter(x)
         except BackendUnavailableError as e:  # a kernel / compiler this machine lacks: one line from the tools
@@ -319,22 +318,43 @@ class InternViTAdapter(InternVisionTransformer, BaseModule):
         c = torch.cat([c2 + self.level_embed[0], c3 + self.level_embed[1], c4 + self.level_embed[2]], dim=1)
         t, grid = self.prepare_tokens(x)
         for (first, last), layer in zip(self.interaction_indexes, self.interactions):
-            def run_blocks(t, first=first, last=last):
-                for blk in self.blocks[first:last + 1]:
-                    t = self._run_block(blk, t)
-                return t
-            t, c = layer(t, c, run_blocks, vit_points, c_points, grid, levels)
+            t, c = layer(t, c, functools.partial(self._run_blocks, first, last), vit_points, c_points, grid, levels,
+                         inplace=True)  # c is this forward's own (made by the cat above)
 
+        # channels last from here on: the maps are the token sequences viewed as [B, h, w, C], never transposed
         B, _, C = t.shape
-        c2, c3, c4 = (p.transpose(1, 2).reshape(B, C, hh, ww)
-                      for p, (hh, ww) in zip(c.split([a * b for a, b in levels], dim=1), levels))
-        c1 = self.up(c2) + c1
-        outs = [c1, c2, c3, c4]
+        c2, c3, c4 = (p.view(B, hh, ww, C) for p, (hh, ww) in zip(c.split([a * b for a, b in levels], dim=1), levels))
+        outs = [self.up_add(c2, c1), c2, c3, c4]
         if self.add_vit_feature:
-            x3 = t.transpose(1, 2).reshape(B, C, H, W)
+            x3 = t.view(B, H, W, C).permute(0, 3, 1, 2)  # [B, C, H, W] in channels_last memory format
             vit = [F.interpolate(x3, scale_factor=s, mode='bilinear', align_corners=False) for s in (4, 2)]
             vit += [x3, F.interpolate(x3, scale_factor=0.5, mode='bilinear', align_corners=False)]
-            outs = [o + v for o, v in zip(outs, vit)]
+            # the two interpolated maps are fresh (and interpolation's backward does not read its output):
+            # the sums go into them rather than into two more maps of 100-200 MB
+            outs = [v.permute(0, 2, 3, 1).add_(o) if i < 2 else o + v.permute(0, 2, 3, 1)
+                    for i, (o, v) in enumerate(zip(outs, vit))]
+        outs = [o.permute(0, 3, 1, 2).float() for o in outs]  # [B, C, h, w], channels_last memory format
         if self.use_final_norm:
-            return tuple(getattr(self, f'norm{i + 1}')(o.float()).contiguous() for i, o in enumerate(outs))
-        return tuple(o.float().contiguous() for o in outs)
+            outs = [getattr(self, f'norm{i + 1}')(o) for i, o in enumerate(outs)]
+        return tuple(outs)
+
+    def _run_blocks(self, first: int, last: int, t: torch.Tensor) -> torch.Tensor:
+        """Blocks ``first..last`` in the ViT's dtype, the tokens cast once each way (not at every block: the
+        round trip changes no value, but costs two copies of the tokens per block)."""
+        x = t.to(self.pos_embed.dtype)
+        for blk in self.blocks[first:last + 1]:
+            x = self._run_block(blk, x)
+        return x.to(t.dtype)
+
+    def up_add(self, c2: torch.Tensor, c1: torch.Tensor) -> torch.Tensor:
+        """``c1 + self.up(c2)``, added into ``c1``, on channels-last maps (``c2`` ``[B, h, w, C]``, ``c1`` ``[B, 2h, 2w, C]``), ``up`` being
+        the fork's ConvTranspose2d (kernel 2, stride 2). With kernel = stride each input cell makes its own 2x2
+        output cells, so the transposed conv is one matmul ``[B*h*w, C] x [C, C*2*2]`` on the weight as stored
+        (columns: channel, row, column) whose result is added to ``c1`` through a strided view: the same values
+        at matmul speed, with no channels-first map and no copy of the weight or of the result."""
+        B, h, w, C = c2.shape
+        dt = compute_dtype(c2)
+        y = torch.matmul(c2.to(dt), self.up.weight.to(dt).flatten(1))  # [B, h, w, C * 2 * 2]
+        y = y.view(B, h, w, -1, 2, 2).permute(0, 1, 4, 2, 5, 3)  # [B, h, 2, w, 2, C]
+        out = c1.view(B, h, 2, w, 2, -1).add_(y)  # c1 is the spatial prior module's fresh output
+        return out.add_(self.up.bias.to(out.dtype)).view(B, 2 * h, 2 * w, -1)

@@ -1,14 +1,8 @@
 # InternViT-6B in mmseg's EncoderDecoder: ImageNet mean/std, inputs padded to 504x504, sliding-window
 # testing (crop 504, stride 322). linear_internvit.py and upernet_internvit.py add the heads.
+_base_ = './internvit_data_preprocessor.py'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=(504, 504))
+data_preprocessor = dict(_base_.data_preprocessor, size=(504, 504))
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,

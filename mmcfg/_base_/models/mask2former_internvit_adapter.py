@@ -2,41 +2,14 @@
 # Mask2FormerHead with mmdet 3.x's MSDeformAttnPixelDecoder, Hungarian assigner and losses, exactly as
 # mmseg's own Mask2Former ADE20K configs build it (configs/mask2former/*_ade20k-*.py); only the backbone and
 # the head's in_channels (four adapter maps of embed_dims channels at strides 4/8/16/32) differ.
-# The backbone is the frozen 6B of the adapter + UperNet recipe (upernet_internvit_adapter.py, InternVL-MMDetSeg's
-# settings). The recipes (mmcfg/_base_/recipes/mask2former_adapter*.py) set the crop, pipeline and schedule.
+# The backbone is the frozen 6B of the adapter + UperNet recipe (internvit_adapter.py, InternVL-MMDetSeg's
+# settings; its 32x32 position grid is resampled in forward to the 40x40 of a 640 crop). The recipes
+# (mmcfg/_base_/recipes/mask2former_adapter*.py) set the crop, pipeline and schedule.
+_base_ = './internvit_adapter.py'
 num_classes = 150
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=(640, 640),  # training batches padded to the crop
-    test_cfg=dict(size_divisor=32))  # test inputs padded (mean colour) to multiples of 32, as the adapter needs
+data_preprocessor = dict(size=(640, 640))  # training batches padded to the crop
 model = dict(
-    type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='InternViTAdapter',
-        arch='6b',
-        patch_size=16,  # the adapter needs 16; the release's 14x14 kernel is resampled at load (announced)
-        img_size=512,  # the fork's 32x32 position grid (resampled in forward to the 40x40 of a 640 crop)
-        interaction_indexes=[[0, 11], [12, 23], [24, 35], [36, 47]],
-        conv_inplane=64,
-        n_points=4,
-        deform_ratio=0.25,
-        with_cffn=True,
-        cffn_ratio=0.25,
-        init_values=0.,
-        add_vit_feature=True,
-        use_extra_extractor=True,
-        use_final_norm=True,
-        freeze_vit=True,
-        drop_path_rate=0.,
-        with_cp=True,
-        attn_backend='auto',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/InternViT-6B-224px')),
     decode_head=dict(
         type='Mask2FormerHead',
         in_channels=[3200, 3200, 3200, 3200],
