@@ -296,7 +296,8 @@ class InternViTAdapter(InternVisionTransformer, BaseModule):
                         'four maps')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``[B, 3, H, W]`` (H, W multiples of 32) -> four fp32 maps ``[B, C, H/s, W/s]``, s = 4, 8, 16, 32, in
+        """``[B, 3, H, W]`` (H, W multiples of 32) -> four maps ``[B, C, H/s, W/s]``, s = 4, 8, 16, 32, in the
+        adapter's dtype (fp32; fp16 for a model cast to fp16, as the fp16 export does), in
         ``torch.channels_last`` memory format (the adapter's token layout; convolutions take it as it is, and a
         transpose of the 3200-channel stride-4 map costs more than the adapter's deformable attention)."""
         try:
@@ -333,7 +334,8 @@ class InternViTAdapter(InternVisionTransformer, BaseModule):
             # the sums go into them rather than into two more maps of 100-200 MB
             outs = [v.permute(0, 2, 3, 1).add_(o) if i < 2 else o + v.permute(0, 2, 3, 1)
                     for i, (o, v) in enumerate(zip(outs, vit))]
-        outs = [o.permute(0, 3, 1, 2).float() for o in outs]  # [B, C, h, w], channels_last memory format
+        dtype = self.level_embed.dtype  # the adapter's: fp32, or fp16 in an fp16 export (its heads are fp16 too)
+        outs = [o.permute(0, 3, 1, 2).to(dtype) for o in outs]  # [B, C, h, w], channels_last memory format
         if self.use_final_norm:
             outs = [getattr(self, f'norm{i + 1}')(o) for i, o in enumerate(outs)]
         return tuple(outs)
